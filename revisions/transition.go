@@ -295,6 +295,13 @@ func refuseOther(old, updated *v1alpha1.Mesh, added, removed []string) *field.Er
 	o, n := &old.Spec, &updated.Spec
 	spec := field.NewPath("spec")
 	switch {
+	case o.Canary != "" && n.Stable == o.Canary && len(removed)+len(added) > 0:
+		return field.Forbidden(spec, fmt.Sprintf("this update promotes %s and changes the published revisions at once; take one step at a time: promote (meshrev promote), upgrade the data plane, then unpublish (meshrev unpublish)", o.Canary))
+	case o.Canary == "" && o.Stable != n.Stable:
+		if _, published := byName(o.Revisions)[n.Stable]; published && n.Stable != o.Stable {
+			return field.Forbidden(spec.Child("stable"), fmt.Sprintf("cannot set stable from %s to %s: after a promotion the upgrade cannot be revoked (the old revision stays only until it is unpublished); to move on, finish this upgrade and deploy a newer canary", o.Stable, n.Stable))
+		}
+		return field.Forbidden(spec.Child("stable"), fmt.Sprintf("cannot set stable from %s to %s: no canary is deployed to promote; deploy one first (meshrev canary deploy VERSION)", o.Stable, n.Stable))
 	case o.Stable != n.Stable && n.Stable != o.Canary:
 		why := "stable moves only to the canary, by promotion (meshrev promote)"
 		if _, published := byName(o.Revisions)[n.Stable]; published {

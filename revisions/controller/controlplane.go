@@ -1,0 +1,161 @@
+package controller
+
+import (
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
+	"k8s.io/apimachinery/pkg/util/intstr"
+	appsv1ac "k8s.io/client-go/applyconfigurations/apps/v1"
+	corev1ac "k8s.io/client-go/applyconfigurations/core/v1"
+	metav1ac "k8s.io/client-go/applyconfigurations/meta/v1"
+
+	"github.com/meshrev/meshrev/revisions"
+	"github.com/meshrev/meshrev/revisions/v1alpha1"
+)
+
+// Labels of the control-plane objects meshrev runs.
+const (
+	// LabelApp is app: istiod on every control-plane Deployment, Service and pod.
+	LabelApp = "app"
+	// AppIstiod is the value of LabelApp.
+	AppIstiod = "istiod"
+	// LabelManagedBy marks the objects meshrev created.
+	LabelManagedBy = "app.kubernetes.io/managed-by"
+	// ManagedBy is the value of LabelManagedBy.
+	ManagedBy = "meshrev"
+	// FieldOwner is the server-side-apply field manager of the controller.
+	FieldOwner = "meshrev-controller"
+)
+
+// ControlPlaneName is the name of the Deployment and Service that run a
+// revision's control plane: istiod-<revision>.
+func ControlPlaneName(revision string) string { return "istiod-" + revision }
+
+// controlPlanePort is one istiod port.
+type controlPlanePort struct {
+	name   string
+	port   int32
+	target int32
+}
+
+// controlPlanePorts are the istiod ports: xDS (plain and mTLS), the
+// injection/validation webhook behind 443, and monitoring.
+var controlPlanePorts = []controlPlanePort{
+	{name: "grpc-xds", port: 15010, target: 15010},
+	{name: "https-dns", port: 15012, target: 15012},
+	{name: "https-webhook", port: 443, target: 15017},
+	{name: "http-monitoring", port: 15014, target: 15014},
+}
+
+// objectLabels are the labels of a revision's control-plane Deployment and Service.
+func objectLabels(rev string) map[string]string {
+	return map[string]string{
+		LabelApp:                AppIstiod,
+		revisions.LabelRevision: rev,
+		revisions.LabelRev:      rev,
+		LabelManagedBy:          ManagedBy,
+	}
+}
+
+// selectorLabels select a revision's control-plane pods.
+func selectorLabels(rev string) map[string]string {
+	return map[string]string{LabelApp: AppIstiod, revisions.LabelRev: rev}
+}
+
+// meshOwner makes the Mesh the controlling owner, so that the garbage
+// collector removes the control planes with the Mesh (a cluster-scoped owner
+// of namespaced objects is allowed).
+func meshOwner(mesh *v1alpha1.Mesh) *metav1ac.OwnerReferenceApplyConfiguration {
+	return metav1ac.OwnerReference().
+		WithAPIVersion(v1alpha1.GroupVersion.String()).
+		WithKind("Mesh").
+		WithName(mesh.Name).
+		WithUID(mesh.UID).
+		WithController(true).
+		WithBlockOwnerDeletion(true)
+}
+
+// desiredDeployment is the control-plane Deployment of a revision with a controlPlane.
+func desiredDeployment(mesh *v1alpha1.Mesh, rev v1alpha1.Revision, namespace string) *appsv1ac.DeploymentApplyConfiguration {
+	cp := rev.ControlPlane
+	replicas := int32(1)
+	if cp.Replicas != nil {
+		replicas = *cp.Replicas
+	}
+	// The pods carry sidecar.istio.io/inject=false (as Istio's own istiod
+	// does) and no meshrev.io/revision label: a control plane is not part of
+	// the data plane and must never be injected or counted as one.
+	podLabels := selectorLabels(rev.Name)
+	podLabels[revisions.LabelSidecarInject] = "false"
+
+	container := corev1ac.Container().
+		WithName("discovery").
+		WithImage(cp.Image).
+		WithArgs("discovery", "--monitoringAddr=:15014", "--log_output_level=default:info", "--domain", "cluster.local", "--keepaliveMaxServerConnectionAge", "30m").
+		WithEnv(
+			corev1ac.EnvVar().WithName("REVISION").WithValue(rev.Name),
+			corev1ac.EnvVar().WithName("POD_NAME").WithValueFrom(corev1ac.EnvVarSource().WithFieldRef(corev1ac.ObjectFieldSelector().WithFieldPath("metadata.name"))),
+			corev1ac.EnvVar().WithName("POD_NAMESPACE").WithValueFrom(corev1ac.EnvVarSource().WithFieldRef(corev1ac.ObjectFieldSelector().WithFieldPath("metadata.namespace"))),
+		).
+		WithReadinessProbe(corev1ac.Probe().
+			WithHTTPGet(corev1ac.HTTPGetAction().WithPath("/ready").WithPort(intstr.FromInt32(8080))).
+			WithInitialDelaySeconds(1).WithPeriodSeconds(3)).
+		WithResources(corev1ac.ResourceRequirements().WithRequests(corev1.ResourceList{
+			corev1.ResourceCPU:    resource.MustParse("100m"),
+			corev1.ResourceMemory: resource.MustParse("256Mi"),
+		}))
+	container.WithPorts(corev1ac.ContainerPort().WithName("http-debug").WithContainerPort(8080).WithProtocol(corev1.ProtocolTCP))
+	for _, p := range controlPlanePorts {
+		container.WithPorts(corev1ac.ContainerPort().WithContainerPort(p.target).WithProtocol(corev1.ProtocolTCP))
+	}
+
+	return appsv1ac.Deployment(ControlPlaneName(rev.Name), namespace).
+		WithLabels(objectLabels(rev.Name)).
+		WithOwnerReferences(meshOwner(mesh)).
+		WithSpec(appsv1ac.DeploymentSpec().
+			WithReplicas(replicas).
+			WithSelector(metav1ac.LabelSelector().WithMatchLabels(selectorLabels(rev.Name))).
+			WithStrategy(appsv1ac.DeploymentStrategy().
+				WithType(appsv1.RollingUpdateDeploymentStrategyType).
+				WithRollingUpdate(appsv1ac.RollingUpdateDeployment().
+					WithMaxUnavailable(intstr.FromInt32(0)).
+					WithMaxSurge(intstr.FromString("100%")))).
+			WithTemplate(corev1ac.PodTemplateSpec().
+				WithLabels(podLabels).
+				WithSpec(corev1ac.PodSpec().WithContainers(container))))
+}
+
+// desiredService is the control-plane Service of a revision with a controlPlane.
+func desiredService(mesh *v1alpha1.Mesh, rev v1alpha1.Revision, namespace string) *corev1ac.ServiceApplyConfiguration {
+	typ := rev.ControlPlane.ServiceType
+	if typ == "" {
+		typ = corev1.ServiceTypeClusterIP
+	}
+	spec := corev1ac.ServiceSpec().WithType(typ).WithSelector(selectorLabels(rev.Name))
+	for _, p := range controlPlanePorts {
+		spec.WithPorts(corev1ac.ServicePort().WithName(p.name).WithPort(p.port).WithTargetPort(intstr.FromInt32(p.target)).WithProtocol(corev1.ProtocolTCP))
+	}
+	return corev1ac.Service(ControlPlaneName(rev.Name), namespace).
+		WithLabels(objectLabels(rev.Name)).
+		WithOwnerReferences(meshOwner(mesh)).
+		WithSpec(spec)
+}
+
+// DeploymentAvailable reports whether a control-plane Deployment serves: its
+// Available condition is True and at least one replica is available. A
+// Deployment scaled to zero is not available, whatever its condition says.
+func DeploymentAvailable(d *appsv1.Deployment) bool {
+	if d == nil || (d.Spec.Replicas != nil && *d.Spec.Replicas == 0) || d.Status.AvailableReplicas < 1 {
+		return false
+	}
+	// A condition older than the spec says nothing about the current spec's rollout.
+	if d.Status.ObservedGeneration < d.Generation {
+		return false
+	}
+	for _, c := range d.Status.Conditions {
+		if c.Type == appsv1.DeploymentAvailable {
+			return c.Status == corev1.ConditionTrue
+		}
+	}
+	return false
+}
