@@ -1,4 +1,4 @@
-// Module k8sbuild pins the Kubernetes control-plane binaries built by hack/cluster.
+// Build-only module that pins the Kubernetes control plane and kubectl of the local cluster.
 // It is a build-only module: nothing imports it. Every k8s.io staging module is
 // replaced by its published v0.36.3 release, as k8s.io/kubernetes v1.36.3 expects.
 module github.com/meshrev/meshrev/hack/cluster/build/k8s
