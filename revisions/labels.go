@@ -65,4 +65,10 @@ type InjectionStatus struct {
 	InitContainers []string `json:"initContainers"`
 	// Volumes added.
 	Volumes []string `json:"volumes"`
+	// Labels are the keys of the template labels injection set (the pod had
+	// none of its own), so that they follow a change of revision and leave
+	// with the injection.
+	Labels []string `json:"labels,omitempty"`
+	// Annotations are the keys of the template annotations injection set.
+	Annotations []string `json:"annotations,omitempty"`
 }

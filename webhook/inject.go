@@ -1,0 +1,518 @@
+package webhook
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/go-logr/logr"
+	"github.com/prometheus/client_golang/prometheus"
+	admissionv1 "k8s.io/api/admission/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"sigs.k8s.io/controller-runtime/pkg/metrics"
+
+	"github.com/meshrev/meshrev/revisions"
+	"github.com/meshrev/meshrev/revisions/v1alpha1"
+)
+
+// InjectPath is where the manager's webhook server serves the Injector.
+const InjectPath = "/inject"
+
+// Defaults of InjectorOptions.
+const (
+	DefaultMeshNamespace  = "istio-system"
+	DefaultProxyImageRepo = "docker.io/istio/proxyv2"
+	// DefaultMaxRequestBytes bounds the AdmissionReview body; the API server
+	// itself limits objects to 3 MiB.
+	DefaultMaxRequestBytes = 8 << 20
+)
+
+// State is what the injector reads on every request. The manager implements
+// it from informer caches (see NewCacheState): no API call per request.
+// Returned objects and maps are shared with the cache: callers must not
+// mutate them.
+type State interface {
+	// Mesh returns the Mesh "default", or nil when none exists.
+	Mesh() *v1alpha1.Mesh
+	// NamespaceLabels returns the labels of the named namespace and whether
+	// the namespace is known.
+	NamespaceLabels(name string) (map[string]string, bool)
+}
+
+// InjectorOptions configures NewInjector.
+type InjectorOptions struct {
+	// OwnNamespace is meshrev's own namespace, never injected, where templates
+	// ConfigMaps live.
+	OwnNamespace string
+	// MeshNamespace is where the control planes run; default istio-system.
+	MeshNamespace string
+	// ProxyImageRepo defaults a revision's proxyImage to <repo>:<version>;
+	// default docker.io/istio/proxyv2.
+	ProxyImageRepo string
+	// State gives the Mesh and namespace labels; required.
+	State State
+	// Templates supplies each revision's template text; default the embedded
+	// templates for every revision (StaticTemplates(DefaultTemplates())).
+	Templates TemplateSource
+	// Values are extra template values (.Values); clusterID, meshID and
+	// trustDomain are defaulted to Kubernetes, cluster.local, cluster.local.
+	Values map[string]string
+	// Registerer receives the injector's metrics; default controller-runtime's
+	// metrics.Registry (served on the manager's metrics endpoint).
+	Registerer prometheus.Registerer
+	// Log is used when the request context carries no logger.
+	Log logr.Logger
+	// MaxRequestBytes bounds the request body; default DefaultMaxRequestBytes.
+	MaxRequestBytes int64
+}
+
+// Injector is the revision router: a mutating admission webhook for pod
+// CREATE that resolves the pod's revision with revisions.Resolve and injects
+// that revision's template. It serves admission.k8s.io/v1 AdmissionReview
+// directly (bytes in, bytes out) and makes no API call per request.
+type Injector struct {
+	opts    InjectorOptions
+	cache   templateCache
+	metrics *injectorMetrics
+}
+
+// NewInjector checks opts, applies defaults and registers the metrics.
+func NewInjector(opts InjectorOptions) (*Injector, error) {
+	if opts.State == nil {
+		return nil, errors.New("new injector: InjectorOptions.State is required (the manager's cache-backed state, see NewCacheState)")
+	}
+	if opts.OwnNamespace == "" {
+		return nil, errors.New("new injector: InjectorOptions.OwnNamespace is required (meshrev's namespace, never injected)")
+	}
+	if opts.MeshNamespace == "" {
+		opts.MeshNamespace = DefaultMeshNamespace
+	}
+	if opts.ProxyImageRepo == "" {
+		opts.ProxyImageRepo = DefaultProxyImageRepo
+	}
+	if opts.Templates == nil {
+		opts.Templates = StaticTemplates(DefaultTemplates())
+	}
+	values := map[string]string{"clusterID": "Kubernetes", "meshID": "cluster.local", "trustDomain": "cluster.local"}
+	for k, v := range opts.Values {
+		values[k] = v
+	}
+	opts.Values = values
+	if opts.Registerer == nil {
+		opts.Registerer = metrics.Registry
+	}
+	if opts.MaxRequestBytes <= 0 {
+		opts.MaxRequestBytes = DefaultMaxRequestBytes
+	}
+	m, err := newInjectorMetrics(opts.Registerer)
+	if err != nil {
+		return nil, fmt.Errorf("new injector: %w", err)
+	}
+	return &Injector{opts: opts, metrics: m}, nil
+}
+
+// Results counted by meshrev_injections_total.
+const (
+	resultInjected = "injected"
+	resultSkipped  = "skipped"
+	resultDenied   = "denied"
+	resultError    = "error"
+)
+
+type injectorMetrics struct {
+	injections *prometheus.CounterVec
+	latency    prometheus.Histogram
+}
+
+func newInjectorMetrics(reg prometheus.Registerer) (*injectorMetrics, error) {
+	injections := prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "meshrev_injections_total",
+		Help: "Pod admission requests handled by the injector, by resolved revision and result (injected, skipped, denied, error).",
+	}, []string{"revision", "result"})
+	latency := prometheus.NewHistogram(prometheus.HistogramOpts{
+		Name:    "meshrev_injection_duration_seconds",
+		Help:    "Time the injector takes to handle one AdmissionReview, from request body to response body.",
+		Buckets: []float64{25e-6, 50e-6, 100e-6, 250e-6, 500e-6, 1e-3, 2.5e-3, 5e-3, 10e-3, 25e-3, 100e-3},
+	})
+	// Several injectors (tests, a restarted server) share one registry: reuse
+	// the collectors already registered.
+	var are prometheus.AlreadyRegisteredError
+	if err := reg.Register(injections); err != nil {
+		if !errors.As(err, &are) {
+			return nil, fmt.Errorf("register meshrev_injections_total: %w", err)
+		}
+		injections = are.ExistingCollector.(*prometheus.CounterVec)
+	}
+	if err := reg.Register(latency); err != nil {
+		if !errors.As(err, &are) {
+			return nil, fmt.Errorf("register meshrev_injection_duration_seconds: %w", err)
+		}
+		latency = are.ExistingCollector.(prometheus.Histogram)
+	}
+	return &injectorMetrics{injections: injections, latency: latency}, nil
+}
+
+// reviewIn is the part of an AdmissionReview the injector reads.
+type reviewIn struct {
+	APIVersion string     `json:"apiVersion"`
+	Kind       string     `json:"kind"`
+	Request    *requestIn `json:"request"`
+}
+
+type requestIn struct {
+	UID         types.UID                   `json:"uid"`
+	Kind        metav1.GroupVersionKind     `json:"kind"`
+	Resource    metav1.GroupVersionResource `json:"resource"`
+	SubResource string                      `json:"subResource"`
+	Name        string                      `json:"name"`
+	Namespace   string                      `json:"namespace"`
+	Operation   string                      `json:"operation"`
+	Object      json.RawMessage             `json:"object"`
+}
+
+type reviewOut struct {
+	APIVersion string                         `json:"apiVersion"`
+	Kind       string                         `json:"kind"`
+	Response   *admissionv1.AdmissionResponse `json:"response"`
+}
+
+var jsonPatchType = admissionv1.PatchTypeJSONPatch
+
+// ServeHTTP handles one admission.k8s.io/v1 AdmissionReview of a pod. A body
+// that is not an AdmissionReview gets HTTP 400 with the reason; everything
+// else gets an AdmissionReview response.
+func (i *Injector) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	start := time.Now()
+	ctx := r.Context()
+	log, err := logr.FromContext(ctx)
+	if err != nil {
+		log = i.opts.Log
+	}
+	if r.Method != http.MethodPost {
+		http.Error(w, "meshrev injector: admission reviews are POSTed", http.StatusMethodNotAllowed)
+		return
+	}
+	if ct := r.Header.Get("Content-Type"); ct != "" && !strings.HasPrefix(ct, "application/json") {
+		http.Error(w, fmt.Sprintf("meshrev injector: Content-Type %q is not supported, send application/json", ct), http.StatusUnsupportedMediaType)
+		return
+	}
+	body, err := readBody(r, i.opts.MaxRequestBytes)
+	if err != nil {
+		http.Error(w, "meshrev injector: read request body: "+err.Error(), http.StatusBadRequest)
+		return
+	}
+	if int64(len(body)) > i.opts.MaxRequestBytes {
+		http.Error(w, fmt.Sprintf("meshrev injector: request body exceeds %d bytes", i.opts.MaxRequestBytes), http.StatusRequestEntityTooLarge)
+		return
+	}
+	out, status, err := i.Review(ctx, log, body)
+	if err != nil {
+		log.Info("malformed admission review", "reason", err.Error())
+		http.Error(w, "meshrev injector: "+err.Error(), status)
+		return
+	}
+	w.Header().Set("Content-Type", "application/json")
+	_, _ = w.Write(out)
+	i.metrics.latency.Observe(time.Since(start).Seconds())
+}
+
+// Review handles one AdmissionReview body and returns the response body. An
+// error means the body is not a usable AdmissionReview; status is then the
+// HTTP status to answer with.
+func (i *Injector) Review(ctx context.Context, log logr.Logger, body []byte) (out []byte, status int, err error) {
+	in, err := decodeReview(body)
+	if err != nil {
+		return nil, http.StatusBadRequest, fmt.Errorf("malformed AdmissionReview: %w", err)
+	}
+	if in.APIVersion != "admission.k8s.io/v1" || in.Kind != "AdmissionReview" {
+		return nil, http.StatusBadRequest, fmt.Errorf("malformed AdmissionReview: got apiVersion %q kind %q, want admission.k8s.io/v1 AdmissionReview (set admissionReviewVersions: [v1])", in.APIVersion, in.Kind)
+	}
+	if in.Request == nil {
+		return nil, http.StatusBadRequest, errors.New("malformed AdmissionReview: no request")
+	}
+	resp := i.admit(ctx, log, in.Request)
+	resp.UID = in.Request.UID
+	out, err = json.Marshal(reviewOut{APIVersion: "admission.k8s.io/v1", Kind: "AdmissionReview", Response: resp})
+	if err != nil {
+		return nil, http.StatusInternalServerError, fmt.Errorf("encode AdmissionReview response: %w", err)
+	}
+	return out, http.StatusOK, nil
+}
+
+// admit decides and builds the response of one request. It never panics on
+// input: every failure becomes allowed:false with a message.
+func (i *Injector) admit(ctx context.Context, log logr.Logger, req *requestIn) *admissionv1.AdmissionResponse {
+	log = log.WithValues("namespace", req.Namespace, "uid", req.UID)
+	if req.Kind.Kind != "Pod" || req.Kind.Group != "" || req.Resource.Resource != "pods" || req.SubResource != "" {
+		i.count("", resultError)
+		return refuse(http.StatusBadRequest, fmt.Sprintf("meshrev's injector only admits pods, got %s %s (resource %q, subresource %q): restrict the MutatingWebhookConfiguration rules to pods", req.Kind.Version, req.Kind.Kind, req.Resource.Resource, req.SubResource))
+	}
+	if req.Operation != "CREATE" {
+		// Containers cannot be added to a running pod; other operations pass.
+		return &admissionv1.AdmissionResponse{Allowed: true}
+	}
+	pod, err := decodePod(req.Object)
+	if err != nil {
+		i.count("", resultError)
+		return refuse(http.StatusBadRequest, fmt.Sprintf("meshrev's injector cannot decode the pod: %v", err))
+	}
+	if pod.Metadata == nil || pod.Spec == nil {
+		i.count("", resultError)
+		return refuse(http.StatusBadRequest, "meshrev's injector cannot decode the pod: it has no metadata or no spec object")
+	}
+	podName := pod.Metadata.Name
+	if podName == "" {
+		podName = pod.Metadata.GenerateName + "*"
+	}
+	log = log.WithValues("pod", podName)
+	ns := req.Namespace
+	if ns == "" {
+		ns = pod.Metadata.Namespace
+	}
+
+	mesh := i.opts.State.Mesh()
+	var spec *v1alpha1.MeshSpec
+	if mesh != nil {
+		spec = &mesh.Spec
+	}
+	nsLabels, nsKnown := i.opts.State.NamespaceLabels(ns)
+	d := revisions.Resolve(spec, i.opts.OwnNamespace, revisions.Subject{
+		Namespace:       ns,
+		NamespaceLabels: nsLabels,
+		Labels:          pod.Metadata.Labels,
+		Annotations:     pod.Metadata.Annotations,
+		HostNetwork:     pod.Spec.HostNetwork,
+	})
+	if !nsKnown {
+		switch d.Reason {
+		case revisions.ReasonSystemNamespace, revisions.ReasonHostNetwork, revisions.ReasonPodOptOut:
+			// decided without the namespace's labels
+		default:
+			i.count("", resultError)
+			log.Info("namespace not in cache", "reason", "NamespaceUnknown")
+			return refuse(http.StatusServiceUnavailable, fmt.Sprintf("meshrev's injector does not know namespace %s yet (its cache is catching up); retry the request", ns))
+		}
+	}
+	log = log.WithValues("revision", d.RevisionName(), "reason", string(d.Reason))
+
+	prev, warn := previousInjection(pod)
+	warnings := d.Warnings
+	if warn != "" {
+		warnings = append(slices.Clip(warnings), warn)
+	}
+
+	if d.Deny {
+		i.count("", resultDenied)
+		log.Info("pod refused", "message", d.Message)
+		resp := refuse(http.StatusForbidden, d.Message)
+		resp.Warnings = warnings
+		return resp
+	}
+	if !d.Inject {
+		i.count("", resultSkipped)
+		resp := &admissionv1.AdmissionResponse{Allowed: true, Warnings: warnings}
+		if prev != nil {
+			// The pod was injected before (re-invocation) but must not be now.
+			patch, err := buildPatch(pod, prev, nil, "", false)
+			if err != nil {
+				return i.fail(log, "", err, warnings)
+			}
+			resp.Patch, resp.PatchType = patch, &jsonPatchType
+			log.V(1).Info("injection removed", "previous", prev.Revision)
+			return resp
+		}
+		log.V(1).Info("pod not injected")
+		return resp
+	}
+
+	rt, err := i.revisionTemplates(ctx, mesh, d.Revision)
+	if err != nil {
+		return i.fail(log, d.Revision.Name, err, warnings)
+	}
+	gateway, twarn := isGateway(pod)
+	if twarn != "" {
+		warnings = append(slices.Clip(warnings), twarn)
+	}
+	r := rt.sidecar
+	if gateway {
+		r = rt.gateway
+	}
+	patch, err := buildPatch(pod, prev, r, d.Revision.Name, gateway)
+	if err != nil {
+		return i.fail(log, d.Revision.Name, err, warnings)
+	}
+	i.count(d.Revision.Name, resultInjected)
+	log.V(1).Info("pod injected", "gateway", gateway)
+	return &admissionv1.AdmissionResponse{Allowed: true, Patch: patch, PatchType: &jsonPatchType, Warnings: warnings}
+}
+
+func (i *Injector) count(rev, result string) {
+	i.metrics.injections.WithLabelValues(rev, result).Inc()
+}
+
+// fail refuses a pod that cannot be injected correctly: a half-injected pod
+// would be worse than a refused one, and its owner retries.
+func (i *Injector) fail(log logr.Logger, rev string, err error, warnings []string) *admissionv1.AdmissionResponse {
+	i.count(rev, resultError)
+	code := int32(http.StatusInternalServerError)
+	if ce := (*conflictError)(nil); errors.As(err, &ce) {
+		code = http.StatusBadRequest
+		log.Info("pod cannot be injected", "message", err.Error())
+	} else {
+		log.Error(err, "injection failed")
+	}
+	resp := refuse(code, "meshrev cannot inject the pod: "+err.Error())
+	resp.Warnings = warnings
+	return resp
+}
+
+func refuse(code int32, msg string) *admissionv1.AdmissionResponse {
+	reason := metav1.StatusReasonForbidden
+	switch code {
+	case http.StatusBadRequest:
+		reason = metav1.StatusReasonBadRequest
+	case http.StatusServiceUnavailable:
+		reason = metav1.StatusReasonServiceUnavailable
+	case http.StatusInternalServerError:
+		reason = metav1.StatusReasonInternalError
+	}
+	return &admissionv1.AdmissionResponse{Allowed: false, Result: &metav1.Status{Status: metav1.StatusFailure, Code: code, Reason: reason, Message: msg}}
+}
+
+// isGateway says whether the pod gets the gateway template, and warns about
+// template names the injector does not know.
+func isGateway(p *podIn) (bool, string) {
+	switch p.Metadata.Labels[revisions.LabelIstio] {
+	case "ingressgateway", "egressgateway":
+		return true, ""
+	}
+	v, ok := p.Metadata.Annotations[revisions.AnnotationTemplates]
+	if !ok {
+		return false, ""
+	}
+	var unknown []string
+	gateway := false
+	for t := range strings.SplitSeq(v, ",") {
+		switch t = strings.TrimSpace(t); t {
+		case revisions.TemplateGateway:
+			gateway = true
+		case revisions.TemplateSidecar, "":
+		default:
+			unknown = append(unknown, t)
+		}
+	}
+	if len(unknown) > 0 {
+		return gateway, fmt.Sprintf("annotation %s=%q names templates meshrev does not have (%s); only %q and %q exist, so they are ignored",
+			revisions.AnnotationTemplates, v, strings.Join(unknown, ", "), revisions.TemplateSidecar, revisions.TemplateGateway)
+	}
+	return gateway, ""
+}
+
+// previousInjection reads the status annotation of an earlier injection.
+func previousInjection(p *podIn) (*revisions.InjectionStatus, string) {
+	v, ok := p.Metadata.Annotations[revisions.AnnotationStatus]
+	if !ok {
+		return nil, ""
+	}
+	var st revisions.InjectionStatus
+	if err := json.Unmarshal([]byte(v), &st); err != nil {
+		return nil, fmt.Sprintf("annotation %s is not an injection status (%v) and is ignored; remove it from the pod template", revisions.AnnotationStatus, err)
+	}
+	return &st, ""
+}
+
+// revisionData applies the defaults of a revision's fields.
+func (i *Injector) revisionData(rev *v1alpha1.Revision) RevisionData {
+	d := RevisionData{Name: rev.Name, Version: rev.Version, ProxyImage: rev.ProxyImage, DiscoveryAddress: rev.DiscoveryAddress}
+	if d.ProxyImage == "" {
+		d.ProxyImage = i.opts.ProxyImageRepo + ":" + rev.Version
+	}
+	if d.DiscoveryAddress == "" {
+		d.DiscoveryAddress = fmt.Sprintf("istiod-%s.%s.svc:15012", rev.Name, i.opts.MeshNamespace)
+	}
+	return d
+}
+
+// revisionTemplates returns the rendered templates of rev, from the cache
+// unless the revision or its template text changed.
+func (i *Injector) revisionTemplates(ctx context.Context, mesh *v1alpha1.Mesh, rev *v1alpha1.Revision) (*revisionTemplates, error) {
+	text, err := i.opts.Templates.Templates(ctx, rev)
+	if err != nil {
+		return nil, err
+	}
+	rd := i.revisionData(rev)
+	key := templateKey{name: rev.Name, version: rev.Version, proxyImage: rd.ProxyImage, discovery: rd.DiscoveryAddress, templatesCM: rev.Templates, text: text}
+	return i.cache.get(key, func() (*revisionTemplates, error) {
+		if mesh != nil {
+			i.cache.prune(func(name string) bool { return revisions.FindRevision(&mesh.Spec, name) != nil })
+		}
+		return i.render(rd, text)
+	})
+}
+
+func (i *Injector) render(rd RevisionData, text Templates) (*revisionTemplates, error) {
+	data := &TemplateData{Revision: rd, MeshNamespace: i.opts.MeshNamespace, Values: i.opts.Values}
+	s, err := renderTemplate(revisions.TemplateSidecar, text.Sidecar, data, false)
+	if err != nil {
+		return nil, fmt.Errorf("revision %s: %w", rd.Name, err)
+	}
+	g, err := renderTemplate(revisions.TemplateGateway, text.Gateway, data, true)
+	if err != nil {
+		return nil, fmt.Errorf("revision %s: %w", rd.Name, err)
+	}
+	return &revisionTemplates{sidecar: s, gateway: g}, nil
+}
+
+// ValidateRevision renders rev's templates (its own ConfigMap or the
+// defaults) as injection would, so that the Mesh validator refuses to publish
+// a revision whose templates do not parse or render. It does not touch the
+// injection cache.
+func (i *Injector) ValidateRevision(ctx context.Context, mesh *v1alpha1.Mesh, rev v1alpha1.Revision) error {
+	text, err := i.opts.Templates.Templates(ctx, &rev)
+	if err != nil {
+		return err
+	}
+	if _, err := i.render(i.revisionData(&rev), text); err != nil {
+		return err
+	}
+	return nil
+}
+
+// RenderRevision renders rev's templates and returns the sidecar and gateway
+// fragments, for tools (meshrev check-inject) and tests.
+func (i *Injector) RenderRevision(ctx context.Context, rev v1alpha1.Revision) (sidecar, gateway Fragment, err error) {
+	text, err := i.opts.Templates.Templates(ctx, &rev)
+	if err != nil {
+		return Fragment{}, Fragment{}, err
+	}
+	rt, err := i.render(i.revisionData(&rev), text)
+	if err != nil {
+		return Fragment{}, Fragment{}, err
+	}
+	return rt.sidecar.frag, rt.gateway.frag, nil
+}
+
+// readBody reads at most max+1 bytes, in one allocation when the request
+// says how long it is.
+func readBody(r *http.Request, max int64) ([]byte, error) {
+	if r.ContentLength <= 0 || r.ContentLength > max {
+		return io.ReadAll(io.LimitReader(r.Body, max+1))
+	}
+	buf := make([]byte, r.ContentLength)
+	if _, err := io.ReadFull(r.Body, buf); err != nil {
+		return nil, err
+	}
+	// Whatever follows the announced length is an error, as for any server.
+	var extra [1]byte
+	if n, _ := r.Body.Read(extra[:]); n > 0 {
+		return nil, errors.New("request body is longer than its Content-Length")
+	}
+	return buf, nil
+}

@@ -1,0 +1,64 @@
+package webhook
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/go-logr/logr"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"sigs.k8s.io/controller-runtime/pkg/cache"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/meshrev/meshrev/revisions/v1alpha1"
+)
+
+// CacheState is the State the manager gives the Injector: reads from the
+// manager's informer cache, without deep copies, so a request costs two
+// indexer lookups and no API call. The returned Mesh and label maps are the
+// cache's own objects: read-only. Measured against the local cluster
+// (TestInjectorThroughTheAPIServer logs it): 1.5–2.4 µs and 6 allocations
+// for the Mesh and a namespace, against 3–12 µs and 19 allocations with the
+// cache's default deep copies — small beside the request, so the simple,
+// always-consistent cache read was kept over event handlers maintaining a
+// private snapshot.
+type CacheState struct {
+	reader client.Reader
+	log    logr.Logger
+}
+
+// NewCacheState returns a State backed by c. It registers the Mesh and
+// Namespace informers up front, so that the first admission request does not
+// wait for an informer to start; c's scheme must know v1alpha1.
+func NewCacheState(ctx context.Context, c cache.Cache) (*CacheState, error) {
+	for _, obj := range []client.Object{&v1alpha1.Mesh{}, &corev1.Namespace{}} {
+		if _, err := c.GetInformer(ctx, obj); err != nil {
+			return nil, fmt.Errorf("cache state: informer for %T: %w", obj, err)
+		}
+	}
+	return &CacheState{reader: c, log: logr.FromContextOrDiscard(ctx)}, nil
+}
+
+// Mesh returns the Mesh "default" from the cache, or nil.
+func (s *CacheState) Mesh() *v1alpha1.Mesh {
+	var m v1alpha1.Mesh
+	if err := s.reader.Get(context.Background(), client.ObjectKey{Name: v1alpha1.MeshName}, &m, noDeepCopy); err != nil {
+		if !apierrors.IsNotFound(err) {
+			s.log.Error(err, "read Mesh from cache", "mesh", v1alpha1.MeshName)
+		}
+		return nil
+	}
+	return &m
+}
+
+// NamespaceLabels returns the labels of the named namespace from the cache.
+func (s *CacheState) NamespaceLabels(name string) (map[string]string, bool) {
+	var ns corev1.Namespace
+	if err := s.reader.Get(context.Background(), client.ObjectKey{Name: name}, &ns, noDeepCopy); err != nil {
+		if !apierrors.IsNotFound(err) {
+			s.log.Error(err, "read namespace from cache", "namespace", name)
+		}
+		return nil, false
+	}
+	return ns.Labels, true
+}

@@ -1,0 +1,660 @@
+package webhook
+
+import (
+	"encoding/json"
+	"fmt"
+	"maps"
+	"slices"
+	"strconv"
+	"strings"
+	"unicode/utf8"
+
+	corev1 "k8s.io/api/core/v1"
+
+	"github.com/meshrev/meshrev/revisions"
+)
+
+// podIn is the part of a pod the injector reads: the request decodes only
+// this, never a whole corev1.Pod.
+type podIn struct {
+	// Metadata and Spec are nil when absent or null: such an object is not
+	// a pod and cannot be patched.
+	Metadata *podMeta `json:"metadata"`
+	Spec     *podSpec `json:"spec"`
+}
+
+type podMeta struct {
+	Name            string            `json:"name"`
+	GenerateName    string            `json:"generateName"`
+	Namespace       string            `json:"namespace"`
+	Labels          map[string]string `json:"labels"`
+	Annotations     map[string]string `json:"annotations"`
+	OwnerReferences []ownerIn         `json:"ownerReferences"`
+}
+
+type podSpec struct {
+	HostNetwork    bool          `json:"hostNetwork"`
+	InitContainers []namedIn     `json:"initContainers"`
+	Containers     []containerIn `json:"containers"`
+	Volumes        []namedIn     `json:"volumes"`
+}
+
+type ownerIn struct {
+	Kind       string `json:"kind"`
+	Name       string `json:"name"`
+	Controller *bool  `json:"controller"`
+}
+
+type namedIn struct {
+	Name string `json:"name"`
+}
+
+// containerIn keeps env and volumeMounts raw: they are decoded only for the
+// gateway container, so a pod with thousands of env vars costs one scan.
+type containerIn struct {
+	Name         string                 `json:"name"`
+	Ports        []corev1.ContainerPort `json:"ports"`
+	Env          json.RawMessage        `json:"env"`
+	VolumeMounts json.RawMessage        `json:"volumeMounts"`
+}
+
+// patchWriter appends JSON Patch operations to a byte slice.
+type patchWriter struct {
+	buf []byte
+	n   int
+}
+
+func (w *patchWriter) begin(op string) {
+	if w.n == 0 {
+		w.buf = append(w.buf, '[')
+	} else {
+		w.buf = append(w.buf, ',')
+	}
+	w.n++
+	w.buf = append(w.buf, `{"op":"`...)
+	w.buf = append(w.buf, op...)
+	w.buf = append(w.buf, `","path":`...)
+}
+
+// remove writes a remove of path + index.
+func (w *patchWriter) remove(path string, index int) {
+	w.begin("remove")
+	w.buf = append(w.buf, '"')
+	w.buf = append(w.buf, path...)
+	w.buf = strconv.AppendInt(w.buf, int64(index), 10)
+	w.buf = append(w.buf, `"}`...)
+}
+
+// removeKey writes a remove of an already JSON-encoded path.
+func (w *patchWriter) removeKey(pathJSON []byte) {
+	w.begin("remove")
+	w.buf = append(w.buf, pathJSON...)
+	w.buf = append(w.buf, '}')
+}
+
+// addIndexed writes op of path + index ("-" when index < 0) with a value.
+func (w *patchWriter) addIndexed(op, path string, index int, value ...[]byte) {
+	w.begin(op)
+	w.buf = append(w.buf, '"')
+	w.buf = append(w.buf, path...)
+	if index < 0 {
+		w.buf = append(w.buf, '-')
+	} else {
+		w.buf = strconv.AppendInt(w.buf, int64(index), 10)
+	}
+	w.buf = append(w.buf, `","value":`...)
+	for _, v := range value {
+		w.buf = append(w.buf, v...)
+	}
+	w.buf = append(w.buf, '}')
+}
+
+// add writes an add of a literal path (no index).
+func (w *patchWriter) add(path string, value ...[]byte) {
+	w.begin("add")
+	w.buf = append(w.buf, '"')
+	w.buf = append(w.buf, path...)
+	w.buf = append(w.buf, `","value":`...)
+	for _, v := range value {
+		w.buf = append(w.buf, v...)
+	}
+	w.buf = append(w.buf, '}')
+}
+
+// addKey writes an add of an already JSON-encoded path.
+func (w *patchWriter) addKey(pathJSON, value []byte) {
+	w.begin("add")
+	w.buf = append(w.buf, pathJSON...)
+	w.buf = append(w.buf, `,"value":`...)
+	w.buf = append(w.buf, value...)
+	w.buf = append(w.buf, '}')
+}
+
+func (w *patchWriter) bytes() []byte {
+	if w.n == 0 {
+		return nil
+	}
+	return append(w.buf, ']')
+}
+
+// buildPatch builds the JSON Patch that takes pod to its injected form for
+// revision rev with template r, or — r nil — removes an earlier injection.
+// prev is the earlier injection's status (nil if none): what it added is
+// removed first, highest index first, so that injection is never doubled.
+func buildPatch(p *podIn, prev *revisions.InjectionStatus, r *rendered, rev string, gateway bool) ([]byte, error) {
+	w := patchWriter{buf: make([]byte, 0, 8192)}
+	spec := p.Spec
+
+	// 1. Remove what an earlier injection added.
+	var goneC, goneI, goneV []int
+	if prev != nil {
+		if prev.Template != revisions.TemplateGateway {
+			goneC = indicesOf(spec.Containers, func(c containerIn) string { return c.Name }, prev.Containers)
+		}
+		goneI = indicesOf(spec.InitContainers, func(c namedIn) string { return c.Name }, prev.InitContainers)
+		goneV = indicesOf(spec.Volumes, func(v namedIn) string { return v.Name }, prev.Volumes)
+		if r == nil && prev.Template == revisions.TemplateGateway {
+			// Un-injecting a gateway: its container stays, but the mounts of
+			// the removed volumes must go with them.
+			if gi := gatewayIndex(spec.Containers, nil); gi >= 0 {
+				mounts, err := decodeNames(spec.Containers[gi].VolumeMounts)
+				if err != nil {
+					return nil, fmt.Errorf("volumeMounts of container %s: %w", spec.Containers[gi].Name, err)
+				}
+				for j := len(mounts) - 1; j >= 0; j-- {
+					if slices.Contains(prev.Volumes, mounts[j]) {
+						w.remove("/spec/containers/"+strconv.Itoa(gi)+"/volumeMounts/", j)
+					}
+				}
+			}
+		}
+		for _, j := range slices.Backward(goneC) {
+			w.remove("/spec/containers/", j)
+		}
+		for _, j := range slices.Backward(goneI) {
+			w.remove("/spec/initContainers/", j)
+		}
+		for _, j := range slices.Backward(goneV) {
+			w.remove("/spec/volumes/", j)
+		}
+	}
+
+	if r == nil {
+		var lp, ap []string
+		if prev != nil {
+			lp, ap = prev.Labels, prev.Annotations
+		}
+		removeKeys(&w, "/metadata/labels/", p.Metadata.Labels, append(slices.Clip(lp), revisions.LabelRevision))
+		removeKeys(&w, "/metadata/annotations/", p.Metadata.Annotations, append(slices.Clip(ap), revisions.AnnotationRev, revisions.AnnotationStatus))
+		return w.bytes(), nil
+	}
+
+	// The pod's own containers after the removals (new index = position).
+	apps := make([]*containerIn, 0, len(spec.Containers))
+	for j := range spec.Containers {
+		if !slices.Contains(goneC, j) {
+			apps = append(apps, &spec.Containers[j])
+		}
+	}
+	if err := checkConflicts("init container", spec.InitContainers, goneI, r.initNames); err != nil {
+		return nil, err
+	}
+	if err := checkConflicts("volume", spec.Volumes, goneV, r.volumeNames); err != nil {
+		return nil, err
+	}
+	if !gateway {
+		names := make([]namedIn, len(apps))
+		for j, c := range apps {
+			names[j] = namedIn{c.Name}
+		}
+		if err := checkConflicts("container", names, nil, r.containerNames); err != nil {
+			return nil, err
+		}
+	}
+
+	podEnv := perPodEnv(p, apps)
+
+	// 2. Init containers go first: traffic is redirected before any other
+	// init container runs.
+	if len(r.initJSON) > 0 {
+		if spec.InitContainers == nil {
+			w.add("/spec/initContainers", jsonArray(r.initJSON))
+		} else {
+			for j, b := range r.initJSON {
+				w.addIndexed("add", "/spec/initContainers/", j, b)
+			}
+		}
+	}
+
+	// 3. Containers: appended (sidecar) or applied to the gateway's container.
+	// Empty lists, not null: Istio's tools read the same annotation.
+	status := revisions.InjectionStatus{Revision: rev, Template: revisions.TemplateSidecar, InitContainers: orEmpty(r.initNames), Volumes: orEmpty(r.volumeNames)}
+	if gateway {
+		status.Template = revisions.TemplateGateway
+		gi := gatewayIndex(nil, apps)
+		if gi < 0 {
+			return nil, fmt.Errorf("gateway pod has no container to put the proxy image in")
+		}
+		c := apps[gi]
+		status.Containers = []string{c.Name}
+		if err := mergeGateway(&w, gi, c, r, podEnv); err != nil {
+			return nil, err
+		}
+	} else {
+		status.Containers = r.containerNames
+		containers := make([][]byte, len(r.containerJSON))
+		for j, b := range r.containerJSON {
+			if j == r.proxyIndex {
+				b = spliceEnv(r.proxyHead, r.proxyTail, podEnv)
+			}
+			containers[j] = b
+		}
+		if spec.Containers == nil {
+			w.add("/spec/containers", jsonArray(containers))
+		} else {
+			for _, b := range containers {
+				w.addIndexed("add", "/spec/containers/", -1, b)
+			}
+		}
+	}
+
+	// 4. Volumes are appended.
+	if len(r.volumeJSON) > 0 {
+		if spec.Volumes == nil {
+			w.add("/spec/volumes", jsonArray(r.volumeJSON))
+		} else {
+			for _, b := range r.volumeJSON {
+				w.addIndexed("add", "/spec/volumes/", -1, b)
+			}
+		}
+	}
+
+	// 5. Labels and annotations: the template's only where the pod has none
+	// of its own (or injection set them before), meshrev's always.
+	var prevL, prevA []string
+	if prev != nil {
+		prevL, prevA = prev.Labels, prev.Annotations
+	}
+	annots := r.annots
+	if !gateway && len(apps) > 0 {
+		annots = append(annots[:len(annots):len(annots)], kv(annotationsPrefix, defaultContainerAnnotation, apps[0].Name))
+	}
+	lplan := planMap(p.Metadata.Labels, r.labels, prevL)
+	aplan := planMap(p.Metadata.Annotations, annots, prevA)
+	status.Labels, status.Annotations = lplan.owned, aplan.owned
+	statusJSON, err := json.Marshal(status)
+	if err != nil {
+		return nil, fmt.Errorf("encode injection status: %w", err)
+	}
+	revJSON := appendJSONString(nil, rev)
+	lplan.write(&w, "/metadata/labels", kvJSON{key: revisions.LabelRevision, raw: rev, path: pathLabelRevision, value: revJSON})
+	aplan.write(&w, "/metadata/annotations",
+		kvJSON{key: revisions.AnnotationRev, raw: rev, path: pathAnnotationRev, value: revJSON},
+		kvJSON{key: revisions.AnnotationStatus, raw: string(statusJSON), path: pathAnnotationStatus, value: appendJSONString(nil, string(statusJSON))})
+	return w.bytes(), nil
+}
+
+// Paths of the keys meshrev always writes, encoded once.
+var (
+	pathLabelRevision    = appendJSONString(nil, "/metadata/labels/"+escapePointer(revisions.LabelRevision))
+	pathAnnotationRev    = appendJSONString(nil, annotationsPrefix+escapePointer(revisions.AnnotationRev))
+	pathAnnotationStatus = appendJSONString(nil, annotationsPrefix+escapePointer(revisions.AnnotationStatus))
+)
+
+const annotationsPrefix = "/metadata/annotations/"
+
+// defaultContainerAnnotation tells kubectl which container logs and exec
+// go to by default: the app's, not the sidecar's.
+const defaultContainerAnnotation = "kubectl.kubernetes.io/default-container"
+
+// meshrevKey reports the keys meshrev itself sets, which templates may not.
+func meshrevKey(k string) bool {
+	return k == revisions.LabelRevision || k == revisions.AnnotationRev || k == revisions.AnnotationStatus
+}
+
+// mapPlan is what injection does to the pod's labels or annotations.
+type mapPlan struct {
+	have   map[string]string
+	set    []kvJSON
+	remove []string
+	owned  []string
+}
+
+// planMap decides which template keys to set: those the pod lacks, and
+// those an earlier injection set (prevOwned), which follow the new template
+// or are removed when it no longer has them.
+func planMap(have map[string]string, tmpl []kvJSON, prevOwned []string) mapPlan {
+	m := mapPlan{have: have}
+	for _, e := range tmpl {
+		v, ok := have[e.key]
+		if ok && !slices.Contains(prevOwned, e.key) {
+			continue // the pod's own value wins
+		}
+		m.owned = append(m.owned, e.key)
+		if !ok || v != e.raw {
+			m.set = append(m.set, e)
+		}
+	}
+	for _, k := range prevOwned {
+		if _, ok := have[k]; ok && !slices.Contains(m.owned, k) {
+			m.remove = append(m.remove, k)
+		}
+	}
+	return m
+}
+
+func (m *mapPlan) write(w *patchWriter, path string, meshrev ...kvJSON) {
+	if m.have == nil {
+		// No map yet: add it whole.
+		obj := []byte{'{'}
+		for _, e := range append(slices.Clip(m.set), meshrev...) {
+			if len(obj) > 1 {
+				obj = append(obj, ',')
+			}
+			obj = appendJSONString(obj, e.key)
+			obj = append(obj, ':')
+			obj = append(obj, e.value...)
+		}
+		w.add(path, append(obj, '}'))
+		return
+	}
+	removeKeys(w, path+"/", m.have, m.remove)
+	for _, e := range m.set {
+		w.addKey(keyPath(e, path), e.value)
+	}
+	for _, e := range meshrev {
+		if v, ok := m.have[e.key]; ok && v == e.raw {
+			continue
+		}
+		w.addKey(keyPath(e, path), e.value)
+	}
+}
+
+func keyPath(e kvJSON, path string) []byte {
+	if e.path != nil {
+		return e.path
+	}
+	return appendJSONString(nil, path+"/"+escapePointer(e.key))
+}
+
+// removeKeys removes the keys of have that are listed.
+func removeKeys(w *patchWriter, prefix string, have map[string]string, keys []string) {
+	for _, k := range keys {
+		if _, ok := have[k]; ok {
+			w.removeKey(appendJSONString(nil, prefix+escapePointer(k)))
+		}
+	}
+}
+
+// mergeGateway applies the gateway template's container to the gateway's
+// container at index gi: image replaced, env and volumeMounts merged by name.
+func mergeGateway(w *patchWriter, gi int, c *containerIn, r *rendered, podEnv [][]byte) error {
+	base := "/spec/containers/" + strconv.Itoa(gi)
+	w.add(base+"/image", r.imageJSON)
+	env := make([]namedJSON, 0, len(r.envJSON)+len(podEnv))
+	env = append(env, r.envJSON...)
+	for _, b := range podEnv {
+		var e namedIn
+		_ = json.Unmarshal(b, &e) // built by perPodEnv, always valid
+		env = append(env, namedJSON{e.Name, b})
+	}
+	if err := mergeNamed(w, base+"/env", c.Env, env); err != nil {
+		return fmt.Errorf("env of gateway container %s: %w", c.Name, err)
+	}
+	if err := mergeNamed(w, base+"/volumeMounts", c.VolumeMounts, r.mountJSON); err != nil {
+		return fmt.Errorf("volumeMounts of gateway container %s: %w", c.Name, err)
+	}
+	return nil
+}
+
+// mergeNamed replaces the elements of the raw array with the same name and
+// appends the others.
+func mergeNamed(w *patchWriter, path string, raw json.RawMessage, items []namedJSON) error {
+	if len(items) == 0 {
+		return nil
+	}
+	names, err := decodeNames(raw)
+	if err != nil {
+		return err
+	}
+	if names == nil {
+		vals := make([][]byte, len(items))
+		for j, it := range items {
+			vals[j] = it.json
+		}
+		w.add(path, jsonArray(vals))
+		return nil
+	}
+	for _, it := range items {
+		if j := slices.Index(names, it.name); j >= 0 {
+			w.addIndexed("replace", path+"/", j, it.json)
+		} else {
+			w.addIndexed("add", path+"/", -1, it.json)
+		}
+	}
+	return nil
+}
+
+// decodeNames returns the names of a raw array of named objects; nil when
+// the array is absent or null.
+func decodeNames(raw json.RawMessage) ([]string, error) {
+	if len(raw) == 0 || string(raw) == "null" {
+		return nil, nil
+	}
+	var items []namedIn
+	if err := json.Unmarshal(raw, &items); err != nil {
+		return nil, err
+	}
+	names := make([]string, len(items))
+	for j, it := range items {
+		names[j] = it.Name
+	}
+	return names, nil
+}
+
+// gatewayIndex finds the gateway's container: the one named istio-proxy,
+// else the first. It looks in all (raw indices) or apps.
+func gatewayIndex(all []containerIn, apps []*containerIn) int {
+	n := len(all) + len(apps)
+	if n == 0 {
+		return -1
+	}
+	for j := range n {
+		var name string
+		if all != nil {
+			name = all[j].Name
+		} else {
+			name = apps[j].Name
+		}
+		if name == proxyContainerName {
+			return j
+		}
+	}
+	return 0
+}
+
+func indicesOf[T any](items []T, name func(T) string, names []string) []int {
+	var out []int
+	for j, it := range items {
+		if slices.Contains(names, name(it)) {
+			out = append(out, j)
+		}
+	}
+	return out
+}
+
+func checkConflicts(kind string, have []namedIn, gone []int, adding []string) error {
+	for j, h := range have {
+		if slices.Contains(gone, j) {
+			continue
+		}
+		if slices.Contains(adding, h.Name) {
+			return &conflictError{fmt.Sprintf("the pod already has a %s named %s that meshrev did not inject; rename it, or opt the pod out with the label %s=false", kind, h.Name, revisions.LabelSidecarInject)}
+		}
+	}
+	return nil
+}
+
+// conflictError is a pod that cannot be injected as it is: the person who
+// wrote it must change it.
+type conflictError struct{ msg string }
+
+func (e *conflictError) Error() string { return e.msg }
+
+// perPodEnv builds the env vars the injector computes for each pod (see the
+// package documentation): app containers, their ports, the workload name.
+func perPodEnv(p *podIn, apps []*containerIn) [][]byte {
+	names := make([]string, len(apps))
+	var ports []corev1.ContainerPort
+	for j, c := range apps {
+		names[j] = c.Name
+		ports = append(ports, c.Ports...)
+	}
+	env := make([][]byte, 0, 3)
+	env = append(env, envVar("ISTIO_META_APP_CONTAINERS", strings.Join(names, ",")))
+	if len(ports) > 0 {
+		b, err := json.Marshal(ports)
+		if err == nil {
+			env = append(env, envVar("ISTIO_META_POD_PORTS", string(b)))
+		}
+	}
+	env = append(env, envVar("ISTIO_META_WORKLOAD_NAME", workloadName(p)))
+	return env
+}
+
+func envVar(name, value string) []byte {
+	b := make([]byte, 0, len(name)+len(value)+24)
+	b = append(b, `{"name":`...)
+	b = appendJSONString(b, name)
+	b = append(b, `,"value":`...)
+	b = appendJSONString(b, value)
+	return append(b, '}')
+}
+
+// workloadName is the name of the pod's workload: its controller's name
+// without the ReplicaSet hash (reviews-v2-5b64d7f9c8 → reviews-v2), else its
+// generateName or name.
+func workloadName(p *podIn) string {
+	m := p.Metadata
+	var name, kind string
+	for _, o := range m.OwnerReferences {
+		if o.Controller != nil && *o.Controller {
+			name, kind = o.Name, o.Kind
+			break
+		}
+	}
+	if name == "" && len(m.OwnerReferences) > 0 {
+		name, kind = m.OwnerReferences[0].Name, m.OwnerReferences[0].Kind
+	}
+	if name == "" {
+		name = strings.TrimSuffix(m.GenerateName, "-")
+	}
+	if name == "" {
+		name = m.Name
+	}
+	if kind == "ReplicaSet" || kind == "" {
+		if h := m.Labels["pod-template-hash"]; h != "" {
+			name = strings.TrimSuffix(name, "-"+h)
+		}
+	}
+	return name
+}
+
+// spliceEnv puts the per-pod env entries into the pre-marshalled
+// istio-proxy container at the sentinel's place.
+func spliceEnv(head, tail []byte, env [][]byte) []byte {
+	n := len(head) + len(tail)
+	for _, e := range env {
+		n += len(e) + 1
+	}
+	b := make([]byte, 0, n)
+	b = append(b, head...)
+	for j, e := range env {
+		if j > 0 {
+			b = append(b, ',')
+		}
+		b = append(b, e...)
+	}
+	return append(b, tail...)
+}
+
+func jsonArray(items [][]byte) []byte {
+	n := 2
+	for _, it := range items {
+		n += len(it) + 1
+	}
+	b := make([]byte, 0, n)
+	b = append(b, '[')
+	for j, it := range items {
+		if j > 0 {
+			b = append(b, ',')
+		}
+		b = append(b, it...)
+	}
+	return append(b, ']')
+}
+
+// escapePointer escapes a map key for a JSON pointer (RFC 6901): ~ → ~0, / → ~1.
+func escapePointer(s string) string {
+	if !strings.ContainsAny(s, "~/") {
+		return s
+	}
+	return strings.ReplaceAll(strings.ReplaceAll(s, "~", "~0"), "/", "~1")
+}
+
+const hexDigits = "0123456789abcdef"
+
+// appendJSONString appends s as a JSON string. Invalid UTF-8 becomes U+FFFD,
+// as encoding/json does.
+func appendJSONString(b []byte, s string) []byte {
+	b = append(b, '"')
+	start := 0
+	for j := 0; j < len(s); {
+		c := s[j]
+		if c < utf8.RuneSelf {
+			if c >= 0x20 && c != '"' && c != '\\' {
+				j++
+				continue
+			}
+			b = append(b, s[start:j]...)
+			switch c {
+			case '"', '\\':
+				b = append(b, '\\', c)
+			case '\n':
+				b = append(b, '\\', 'n')
+			case '\r':
+				b = append(b, '\\', 'r')
+			case '\t':
+				b = append(b, '\\', 't')
+			default:
+				b = append(b, '\\', 'u', '0', '0', hexDigits[c>>4], hexDigits[c&0xF])
+			}
+			j++
+			start = j
+			continue
+		}
+		r, size := utf8.DecodeRuneInString(s[j:])
+		if r == utf8.RuneError && size == 1 {
+			b = append(b, s[start:j]...)
+			b = append(b, `\ufffd`...)
+			j += size
+			start = j
+			continue
+		}
+		j += size
+	}
+	b = append(b, s[start:]...)
+	return append(b, '"')
+}
+
+// sortedKeys returns m's keys in order, for deterministic patches.
+func sortedKeys(m map[string]string) []string {
+	return slices.Sorted(maps.Keys(m))
+}
+
+func orEmpty(s []string) []string {
+	if s == nil {
+		return []string{}
+	}
+	return s
+}
