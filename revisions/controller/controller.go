@@ -1,0 +1,293 @@
+// Package controller is meshrev's lifecycle controller: it keeps the Mesh
+// status (phase, per-revision report, data-plane report, history,
+// conditions), rewrites namespace labels istio.io/rev=canary to stable after
+// a promotion, and runs each revision's control plane (Deployment and
+// Service istiod-<revision>). It decides nothing itself: the decision table
+// and the phase come from package revisions.
+package controller
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/equality"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/types"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/builder"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/handler"
+	"sigs.k8s.io/controller-runtime/pkg/log"
+	"sigs.k8s.io/controller-runtime/pkg/predicate"
+	"sigs.k8s.io/controller-runtime/pkg/reconcile"
+
+	"github.com/meshrev/meshrev/revisions"
+	"github.com/meshrev/meshrev/revisions/v1alpha1"
+)
+
+// Options configures the controller.
+type Options struct {
+	// OwnNamespace is meshrev's namespace (never injected).
+	OwnNamespace string
+	// MeshNamespace is where control planes run (istio-system).
+	MeshNamespace string
+	// ProxyImageRepo is the manager's proxy image repository. The injector
+	// defaults proxy images from it; the controller leaves revisions as
+	// written (no defaulting in stored objects) and does not use it.
+	ProxyImageRepo string
+	// HistoryLimit bounds status.history (DefaultHistoryLimit when 0).
+	HistoryLimit int
+	// AfterRelabel, when set, is called after each namespace the promotion
+	// relabels; an error ends the reconcile there. Tests use it to stop the
+	// manager half way through a promotion.
+	AfterRelabel func(ctx context.Context, namespace string) error
+	// Now returns the current time (time.Now when nil).
+	Now func() time.Time
+}
+
+// EventRecorder is the part of the events API the controller uses.
+type EventRecorder interface {
+	// Eventf records an event about regarding.
+	Eventf(regarding runtime.Object, related runtime.Object, eventtype, reason, action, note string, args ...any)
+}
+
+// Reconciler reconciles the Mesh "default".
+type Reconciler struct {
+	client   client.Client
+	recorder EventRecorder
+	opts     Options
+}
+
+// ControllerName names the controller (logs, metrics, events).
+const ControllerName = "meshrev-controller"
+
+// Setup registers the controller with mgr. It runs only on the leader
+// (controller-runtime's default for controllers); every watch enqueues the
+// one Mesh, so bursts of pod events coalesce into one reconcile. It reads
+// through mgr's cache: namespaces, pods and ReplicaSets (the last two as
+// metadata only, PartialObjectMetadata), and the Deployments and Services
+// of MeshNamespace.
+func Setup(mgr ctrl.Manager, opts Options) error {
+	if opts.MeshNamespace == "" {
+		return errors.New("controller options: MeshNamespace is required (the namespace of the control planes, e.g. istio-system)")
+	}
+	r := &Reconciler{client: mgr.GetClient(), recorder: mgr.GetEventRecorder(ControllerName), opts: opts}
+	enqueue := handler.EnqueueRequestsFromMapFunc(func(context.Context, client.Object) []reconcile.Request {
+		return []reconcile.Request{{NamespacedName: types.NamespacedName{Name: v1alpha1.MeshName}}}
+	})
+	injected := predicate.NewPredicateFuncs(func(o client.Object) bool {
+		_, ok := o.GetLabels()[revisions.LabelRevision]
+		return ok
+	})
+	controlPlane := predicate.NewPredicateFuncs(func(o client.Object) bool {
+		return o.GetNamespace() == opts.MeshNamespace && o.GetLabels()[LabelApp] == AppIstiod
+	})
+	err := ctrl.NewControllerManagedBy(mgr).
+		Named("mesh").
+		For(&v1alpha1.Mesh{}, builder.WithPredicates(predicate.NewPredicateFuncs(func(o client.Object) bool {
+			return o.GetName() == v1alpha1.MeshName
+		}))).
+		Watches(&corev1.Namespace{}, enqueue, builder.WithPredicates(predicate.LabelChangedPredicate{})).
+		WatchesMetadata(PodMeta(), enqueue, builder.WithPredicates(injected)).
+		Watches(&appsv1.Deployment{}, enqueue, builder.WithPredicates(controlPlane)).
+		Watches(&corev1.Service{}, enqueue, builder.WithPredicates(controlPlane)).
+		Complete(r)
+	if err != nil {
+		return fmt.Errorf("set up the mesh controller: %w", err)
+	}
+	return nil
+}
+
+// Reconcile brings the cluster and the Mesh status in line with the Mesh spec.
+func (r *Reconciler) Reconcile(ctx context.Context, req reconcile.Request) (reconcile.Result, error) {
+	logger := log.FromContext(ctx)
+	var mesh v1alpha1.Mesh
+	if err := r.client.Get(ctx, req.NamespacedName, &mesh); err != nil {
+		// Gone: the garbage collector removes the control planes it owned.
+		return reconcile.Result{}, client.IgnoreNotFound(err)
+	}
+	if mesh.DeletionTimestamp != nil {
+		return reconcile.Result{}, nil
+	}
+
+	if err := r.reconcileControlPlanes(ctx, &mesh); err != nil {
+		return reconcile.Result{}, err
+	}
+
+	snap, err := snapshot(ctx, r.client, &mesh, r.opts.MeshNamespace)
+	if err != nil {
+		return reconcile.Result{}, fmt.Errorf("read the cluster for mesh %s: %w", mesh.Name, err)
+	}
+	status, steps := ComputeStatus(&mesh, StatusInput{OwnNamespace: r.opts.OwnNamespace, HistoryLimit: r.opts.HistoryLimit, Now: r.now()}, snap)
+
+	// The steps (history, previous, recorded tags) are written before any
+	// relabel: the intent is on record first, and the relabel below is an
+	// invariant the next reconcile finishes whatever happened in between.
+	if !equality.Semantic.DeepEqual(mesh.Status, status) {
+		mesh.Status = status
+		if err := r.client.Status().Update(ctx, &mesh); err != nil {
+			if apierrors.IsConflict(err) {
+				logger.V(1).Info("mesh changed while reconciling; retrying", "mesh", mesh.Name)
+				return reconcile.Result{RequeueAfter: 100 * time.Millisecond}, nil
+			}
+			return reconcile.Result{}, fmt.Errorf("update status of mesh %s: %w", mesh.Name, err)
+		}
+		logger.V(1).Info("status updated", "phase", status.Phase, "outdated", status.DataPlane.Outdated)
+	}
+	for _, s := range steps {
+		logger.Info("lifecycle step", "action", s.Action, "from", s.From, "to", s.To)
+		r.recorder.Eventf(&mesh, nil, corev1.EventTypeNormal, s.Action, s.Action, "%s", describeStep(s))
+	}
+
+	if err := r.relabel(ctx, &mesh, PendingRelabel(&mesh.Spec, snap.Namespaces)); err != nil {
+		if apierrors.IsConflict(err) {
+			// The cache was behind the namespace (or a person changed it):
+			// look again with fresh data rather than report an error.
+			logger.V(1).Info("namespace changed while relabelling; retrying", "reason", err.Error())
+			return reconcile.Result{RequeueAfter: 100 * time.Millisecond}, nil
+		}
+		return reconcile.Result{}, err
+	}
+	return reconcile.Result{}, nil
+}
+
+func (r *Reconciler) now() metav1.Time {
+	now := time.Now
+	if r.opts.Now != nil {
+		now = r.opts.Now
+	}
+	// Whole seconds: that is what the API server keeps, so the status read
+	// back compares equal to the status written.
+	return metav1.NewTime(now().Truncate(time.Second))
+}
+
+// describeStep says what a lifecycle step did, for events.
+func describeStep(s v1alpha1.HistoryEntry) string {
+	switch revisions.Action(s.Action) {
+	case revisions.ActionInstall:
+		return fmt.Sprintf("installed with stable revision %s", s.To)
+	case revisions.ActionDeployCanary:
+		return fmt.Sprintf("deployed canary revision %s beside stable %s", s.To, s.From)
+	case revisions.ActionPromote:
+		return fmt.Sprintf("promoted canary %s to stable (was %s); namespaces labelled %s=%s are relabelled %s", s.To, s.From, revisions.LabelRev, revisions.TagCanary, revisions.TagStable)
+	case revisions.ActionRevoke:
+		return fmt.Sprintf("revoked canary revision %s; stable stays %s", s.From, s.To)
+	case revisions.ActionUnpublish:
+		return fmt.Sprintf("unpublished revision %s; stable is %s", s.From, s.To)
+	}
+	return fmt.Sprintf("%s from %q to %q", s.Action, s.From, s.To)
+}
+
+// relabel rewrites istio.io/rev=canary to stable on each pending namespace,
+// one at a time, each with an optimistic lock so that a concurrent change by
+// a person is not overwritten (the next reconcile looks again).
+func (r *Reconciler) relabel(ctx context.Context, mesh *v1alpha1.Mesh, pending []string) error {
+	logger := log.FromContext(ctx)
+	for _, name := range pending {
+		var ns corev1.Namespace
+		if err := r.client.Get(ctx, client.ObjectKey{Name: name}, &ns); err != nil {
+			if apierrors.IsNotFound(err) {
+				continue
+			}
+			return fmt.Errorf("relabel namespace %s: %w", name, err)
+		}
+		if ns.Labels[revisions.LabelRev] != revisions.TagCanary || ns.DeletionTimestamp != nil {
+			continue
+		}
+		patch := client.MergeFromWithOptions(ns.DeepCopy(), client.MergeFromWithOptimisticLock{})
+		ns.Labels[revisions.LabelRev] = revisions.TagStable
+		if err := r.client.Patch(ctx, &ns, patch); err != nil {
+			return fmt.Errorf("relabel namespace %s %s=%s to %s: %w", name, revisions.LabelRev, revisions.TagCanary, revisions.TagStable, err)
+		}
+		logger.Info("relabelled namespace after promotion", "namespace", name, "label", revisions.LabelRev, "from", revisions.TagCanary, "to", revisions.TagStable)
+		note := fmt.Sprintf("%s=%s relabelled %s: no canary is published, stable is %s", revisions.LabelRev, revisions.TagCanary, revisions.TagStable, mesh.Spec.Stable)
+		r.recorder.Eventf(&ns, mesh, corev1.EventTypeNormal, "Relabelled", "Relabel", "%s", note)
+		r.recorder.Eventf(mesh, &ns, corev1.EventTypeNormal, "Relabelled", "Relabel", "namespace %s: %s", name, note)
+		if r.opts.AfterRelabel != nil {
+			if err := r.opts.AfterRelabel(ctx, name); err != nil {
+				return fmt.Errorf("after relabelling namespace %s: %w", name, err)
+			}
+		}
+	}
+	return nil
+}
+
+// reconcileControlPlanes applies the Deployment and Service of every
+// revision with a controlPlane and deletes those of revisions that are gone
+// (revoked, unpublished) or no longer ask for one.
+func (r *Reconciler) reconcileControlPlanes(ctx context.Context, mesh *v1alpha1.Mesh) error {
+	logger := log.FromContext(ctx)
+	ns := r.opts.MeshNamespace
+	want := map[string]bool{}
+	for _, rev := range mesh.Spec.Revisions {
+		if rev.ControlPlane == nil {
+			continue
+		}
+		want[rev.Name] = true
+		name := ControlPlaneName(rev.Name)
+		var existing appsv1.Deployment
+		err := r.client.Get(ctx, client.ObjectKey{Namespace: ns, Name: name}, &existing)
+		created := apierrors.IsNotFound(err)
+		if err != nil && !created {
+			return fmt.Errorf("get control plane %s/%s: %w", ns, name, err)
+		}
+		if err := r.client.Apply(ctx, desiredDeployment(mesh, rev, ns), client.FieldOwner(FieldOwner), client.ForceOwnership); err != nil {
+			return fmt.Errorf("apply control plane deployment %s/%s of revision %s: %w", ns, name, rev.Name, err)
+		}
+		if err := r.client.Apply(ctx, desiredService(mesh, rev, ns), client.FieldOwner(FieldOwner), client.ForceOwnership); err != nil {
+			return fmt.Errorf("apply control plane service %s/%s of revision %s: %w", ns, name, rev.Name, err)
+		}
+		if created {
+			logger.Info("control plane created", "revision", rev.Name, "deployment", ns+"/"+name)
+			r.recorder.Eventf(mesh, nil, corev1.EventTypeNormal, "ControlPlaneCreated", "Create", "created control plane %s/%s (image %s) for revision %s", ns, name, rev.ControlPlane.Image, rev.Name)
+		}
+	}
+
+	sel := client.MatchingLabels{LabelApp: AppIstiod, LabelManagedBy: ManagedBy}
+	var deps appsv1.DeploymentList
+	if err := r.client.List(ctx, &deps, client.InNamespace(ns), sel); err != nil {
+		return fmt.Errorf("list control plane deployments in %s: %w", ns, err)
+	}
+	var svcs corev1.ServiceList
+	if err := r.client.List(ctx, &svcs, client.InNamespace(ns), sel); err != nil {
+		return fmt.Errorf("list control plane services in %s: %w", ns, err)
+	}
+	var stale []client.Object
+	for i := range deps.Items {
+		stale = append(stale, &deps.Items[i])
+	}
+	for i := range svcs.Items {
+		stale = append(stale, &svcs.Items[i])
+	}
+	for _, o := range stale {
+		rev := o.GetLabels()[revisions.LabelRevision]
+		if want[rev] || !ownedBy(o, mesh) || o.GetDeletionTimestamp() != nil {
+			continue
+		}
+		if err := r.client.Delete(ctx, o, client.PropagationPolicy(metav1.DeletePropagationBackground)); client.IgnoreNotFound(err) != nil {
+			return fmt.Errorf("delete control plane %s/%s of revision %s: %w", ns, o.GetName(), rev, err)
+		}
+		kind := "service"
+		if _, ok := o.(*appsv1.Deployment); ok {
+			kind = "deployment"
+		}
+		logger.Info("control plane removed", "revision", rev, kind, ns+"/"+o.GetName())
+		r.recorder.Eventf(mesh, nil, corev1.EventTypeNormal, "ControlPlaneDeleted", "Delete", "deleted control plane %s %s/%s of revision %s: it is no longer published with a control plane", kind, ns, o.GetName(), rev)
+	}
+	return nil
+}
+
+func ownedBy(o client.Object, mesh *v1alpha1.Mesh) bool {
+	for _, ref := range o.GetOwnerReferences() {
+		if ref.UID == mesh.UID {
+			return true
+		}
+	}
+	return false
+}
