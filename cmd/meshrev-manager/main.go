@@ -1,0 +1,78 @@
+// Command meshrev-manager serves meshrev's admission webhooks (the revision
+// router, the Mesh validator, namespace warnings) and runs its lifecycle
+// controller. It only turns flags into manager.Options; see internal/manager.
+package main
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/log"
+	"sigs.k8s.io/controller-runtime/pkg/log/zap"
+
+	"github.com/meshrev/meshrev/internal/manager"
+	"github.com/meshrev/meshrev/internal/pki"
+)
+
+func main() {
+	opts, zapOpts, err := parseFlags(os.Args[1:], os.Stderr)
+	if err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			os.Exit(0)
+		}
+		os.Exit(2) // the flag package printed the error and the usage
+	}
+	logger := zap.New(zap.UseFlagOptions(zapOpts))
+	ctrl.SetLogger(logger)
+	ctx := log.IntoContext(ctrl.SetupSignalHandler(), logger)
+	if err := manager.Run(ctx, opts); err != nil {
+		logger.Error(err, "meshrev-manager failed")
+		os.Exit(1)
+	}
+}
+
+// parseFlags turns the command line into manager options. It uses its own
+// flag set: controller-runtime registers --kubeconfig on the global one.
+func parseFlags(args []string, out io.Writer) (manager.Options, *zap.Options, error) {
+	var o manager.Options
+	fs := flag.NewFlagSet("meshrev-manager", flag.ContinueOnError)
+	fs.SetOutput(out)
+	fs.Usage = func() {
+		fmt.Fprintf(out, "Usage: meshrev-manager [flags]\n\nServes meshrev's admission webhooks on every replica and runs its controller on the elected leader.\n\nFlags:\n")
+		fs.PrintDefaults()
+	}
+	fs.StringVar(&o.Kubeconfig, "kubeconfig", "", "kubeconfig of the cluster to manage (default $KUBECONFIG, the in-cluster config, then ~/.kube/config)")
+	fs.StringVar(&o.OwnNamespace, "namespace", "", "meshrev's own namespace: never injected; holds the templates ConfigMaps, the certificate Secret and the leader Lease (default $"+manager.PodNamespaceEnv+", else "+manager.DefaultOwnNamespace+")")
+	fs.StringVar(&o.MeshNamespace, "mesh-namespace", manager.DefaultMeshNamespace, "namespace of the control planes istiod-<revision>")
+	fs.StringVar(&o.ProxyImageRepo, "proxy-image-repo", manager.DefaultProxyImageRepo, "repository of the sidecar image; a revision without proxyImage gets <repo>:<version>")
+	fs.StringVar(&o.WebhookHost, "webhook-host", "", "address the webhook server listens on (default all)")
+	fs.IntVar(&o.WebhookPort, "webhook-port", manager.DefaultWebhookPort, "port of the HTTPS webhook server")
+	fs.StringVar(&o.CertDir, "cert-dir", "", "directory of the webhook server's tls.crt and tls.key, reloaded when they change (required with --manage-certs, which writes them)")
+	fs.StringVar(&o.MetricsAddr, "metrics-bind-address", manager.DefaultMetricsAddr, "address of the Prometheus /metrics endpoint (0 disables it)")
+	fs.StringVar(&o.ProbeAddr, "health-probe-bind-address", manager.DefaultProbeAddr, "address of /healthz and /readyz (0 disables them)")
+	fs.BoolVar(&o.LeaderElection, "leader-elect", false, "elect one replica to run the controller (webhooks are served by every replica)")
+	fs.StringVar(&o.TemplatesConfigMap, "templates-configmap", "", "ConfigMap in --namespace (keys sidecar, gateway) replacing the embedded default injection templates")
+	fs.BoolVar(&o.Certs.Manage, "manage-certs", false, "keep a CA and serving certificate in --cert-secret, write them into --cert-dir, patch caBundle into the webhook configurations and rotate them")
+	fs.StringVar(&o.Certs.SecretName, "cert-secret", pki.DefaultSecretName, "Secret in --namespace holding the self-managed certificates")
+	fs.StringVar(&o.Certs.ServiceName, "webhook-service", pki.DefaultServiceName, "Service in front of the webhook server; the serving certificate covers <service>.<namespace>.svc")
+	fs.StringVar(&o.Certs.MutatingWebhookConfig, "mutating-webhook-config", pki.DefaultWebhookConfig, "MutatingWebhookConfiguration whose caBundle --manage-certs patches (- for none)")
+	fs.StringVar(&o.Certs.ValidatingWebhookConfig, "validating-webhook-config", pki.DefaultWebhookConfig, "ValidatingWebhookConfiguration whose caBundle --manage-certs patches (- for none)")
+	fs.StringVar(&o.Certs.WebhookURL, "webhook-url", "", "https URL the API server calls the webhooks at when the manager runs outside the cluster; its host joins the serving certificate")
+	fs.DurationVar(&o.Certs.CALifetime, "ca-lifetime", pki.DefaultCALifetime, "lifetime of a self-managed CA (renewed at two thirds)")
+	fs.DurationVar(&o.Certs.CertLifetime, "cert-lifetime", pki.DefaultCertLifetime, "lifetime of a self-managed serving certificate (renewed at two thirds)")
+	zapOpts := &zap.Options{}
+	zapOpts.BindFlags(fs)
+	if err := fs.Parse(args); err != nil {
+		return manager.Options{}, nil, err
+	}
+	if fs.NArg() > 0 {
+		err := fmt.Errorf("unexpected arguments %q: meshrev-manager takes flags only", fs.Args())
+		fmt.Fprintln(out, err)
+		return manager.Options{}, nil, err
+	}
+	return o, zapOpts, nil
+}
