@@ -50,7 +50,7 @@ func Next(mesh *v1alpha1.MeshSpec, phase v1alpha1.MeshPhase) NextStep {
 	case v1alpha1.PhaseDataPlaneUpgrading:
 		return NextStep{
 			Text:    fmt.Sprintf("roll the workloads that still run %s onto stable %s", Previous(mesh), mesh.Stable),
-			Command: "meshrev dataplane upgrade --all --wait",
+			Command: "meshrev dataplane upgrade --all --gateways --wait",
 		}
 	case v1alpha1.PhaseReadyToUnpublish:
 		return NextStep{

@@ -219,7 +219,7 @@ func validateDeployCanary(n *v1alpha1.MeshSpec, canary v1alpha1.Revision, oldRev
 	for _, name := range slices.Sorted(maps.Keys(oldRevs)) {
 		if name != n.Stable {
 			return Transition{}, field.ErrorList{field.Forbidden(field.NewPath("spec", "canary"), fmt.Sprintf(
-				"cannot deploy canary %s: revision %s is still published from the last upgrade; finish that upgrade first: upgrade the data plane (meshrev dataplane upgrade --all) and unpublish %s (meshrev unpublish)",
+				"cannot deploy canary %s: revision %s is still published from the last upgrade; finish that upgrade first: upgrade the data plane (meshrev dataplane upgrade --all --gateways) and unpublish %s (meshrev unpublish)",
 				canary.Name, name, name))}
 		}
 	}
@@ -282,7 +282,7 @@ func validateUnpublish(updated *v1alpha1.Mesh, rev v1alpha1.Revision, facts Fact
 		msg := fmt.Sprintf("%s still run the sidecar of %s", nameFew(pods, "pod"), rev.Name)
 		if !Forced(updated) {
 			return Transition{}, field.ErrorList{field.Forbidden(path, fmt.Sprintf(
-				"cannot unpublish %s: %s; upgrade them first (meshrev dataplane upgrade --all), or override with annotation %s=true (meshrev unpublish --force)",
+				"cannot unpublish %s: %s; upgrade them first (meshrev dataplane upgrade --all --gateways), or override with annotation %s=true (meshrev unpublish --force)",
 				rev.Name, msg, AnnotationForce))}
 		}
 		t.Warnings = append(t.Warnings, msg+" and lose their control plane (forced)")

@@ -243,7 +243,7 @@ func TestPhaseAndNext(t *testing.T) {
 	}{
 		"one revision is stable":                   {spec: &stableOnly.Spec, wantPhase: v1alpha1.PhaseStable, wantCommand: "meshrev canary deploy VERSION"},
 		"a canary is deployed":                     {spec: &withCanary.Spec, outdated: 3, wantPhase: v1alpha1.PhaseCanaryDeployed, wantCommand: "meshrev namespace switch NS --to canary"},
-		"promoted with outdated pods is upgrading": {spec: &promoted.Spec, outdated: 2, wantPhase: v1alpha1.PhaseDataPlaneUpgrading, wantCommand: "meshrev dataplane upgrade --all --wait"},
+		"promoted with outdated pods is upgrading": {spec: &promoted.Spec, outdated: 2, wantPhase: v1alpha1.PhaseDataPlaneUpgrading, wantCommand: "meshrev dataplane upgrade --all --gateways --wait"},
 		"promoted with every pod up to date":       {spec: &promoted.Spec, wantPhase: v1alpha1.PhaseReadyToUnpublish, wantCommand: "meshrev unpublish"},
 		"after unpublish the mesh is stable again": {spec: &upgraded.Spec, wantPhase: v1alpha1.PhaseStable, wantCommand: "meshrev canary deploy VERSION"},
 	}
