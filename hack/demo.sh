@@ -1,0 +1,153 @@
+#!/usr/bin/env bash
+# demo.sh — the canary upgrade of the managed-mesh walkthrough, on the local
+# cluster, narrated: install (stable 1.22.6), deploy canary 1.23.6, switch a
+# namespace, redeploy one workload and verify it alone runs the canary,
+# promote, upgrade the data plane, unpublish the old revision; then the
+# rollback path with a second canary, and the refusals a user meets. Every
+# expectation is checked; the first that fails stops the demo and says which.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$PWD
+DEV=${MESHREV_CLUSTER_DIR:-$ROOT/.dev}
+export KUBECONFIG=$DEV/kubeconfig PATH=$DEV/bin:$PATH
+STEP=0
+T0=$SECONDS
+
+step() { STEP=$((STEP + 1)); printf '\n\033[1;34m── Step %d: %s\033[0m\n' "$STEP" "$*"; }
+say() { printf '\033[2m%s\033[0m\n' "$*"; }
+run() { printf '\033[1m$ %s\033[0m\n' "$*"; "$@"; }
+fail() { printf '\n\033[1;31mDEMO FAILED at step %d: %s\033[0m\n' "$STEP" "$*" >&2; exit 1; }
+ok() { printf '\033[32m✓ %s\033[0m\n' "$*"; }
+
+# expect_eq DESCRIPTION WANT COMMAND...: the command's output must equal WANT.
+expect_eq() {
+  local what=$1 want=$2; shift 2
+  local got; got=$("$@" 2>&1) || true
+  [[ $got == "$want" ]] || fail "$what: want '$want', got '$got'"
+  ok "$what: $want"
+}
+
+# eventually DESCRIPTION WANT COMMAND...: like expect_eq, retried for 90 s.
+eventually() {
+  local what=$1 want=$2; shift 2
+  local got
+  for _ in $(seq 90); do
+    got=$("$@" 2>&1) || true
+    [[ $got == "$want" ]] && { ok "$what: $want"; return; }
+    sleep 1
+  done
+  fail "$what: want '$want', got '$got' after 90 s"
+}
+
+# refused DESCRIPTION SUBSTRING COMMAND...: the command must fail and say SUBSTRING.
+refused() {
+  local what=$1 want=$2; shift 2
+  printf '\033[1m$ %s\033[0m\n' "$*"
+  local out
+  if out=$("$@" 2>&1); then fail "$what: the command succeeded but must be refused"; fi
+  printf '%s\n' "$out" | sed 's/^/  │ /'
+  [[ $out == *"$want"* ]] || fail "$what: the refusal does not say '$want'"
+  ok "$what: refused"
+}
+
+mesh() { kubectl get mesh default -o jsonpath="$1"; }
+# revisions_of NS APP: the sorted, distinct revisions the pods of app APP run.
+revisions_of() {
+  kubectl get pods -n "$1" -l "$2" -o jsonpath='{range .items[*]}{.metadata.labels.meshrev\.io/revision}{"\n"}{end}' | sort -u | paste -sd, -
+}
+nslabel() { kubectl get ns "$1" -o jsonpath="{.metadata.labels.${2//./\\.}}"; }
+rollout() { kubectl rollout status -n "$1" "deploy/$2" --timeout=120s >/dev/null || fail "deployment $1/$2 did not roll out"; }
+
+step "Bring up the local cluster, build meshrev and install it with Helm (stable 1.22.6)"
+hack/dev.sh up
+
+step "Deploy Bookinfo in namespace default, labelled istio-injection=enabled, and the ingress gateway"
+run kubectl label namespace default istio-injection=enabled --overwrite
+run kubectl apply -n default -f hack/demo/bookinfo.yaml >/dev/null
+run kubectl apply -f hack/demo/gateway.yaml >/dev/null
+for d in details-v1 ratings-v1 reviews-v1 reviews-v2 reviews-v3 productpage-v1; do rollout default "$d"; done
+rollout istio-system istio-ingressgateway
+eventually "control plane istiod-1-22-6 is available" 1 kubectl get deploy -n istio-system istiod-1-22-6 -o jsonpath='{.status.availableReplicas}'
+expect_eq "every Bookinfo pod runs the 1.22.6 sidecar" 1-22-6 revisions_of default 'app in (details,ratings,reviews,productpage)'
+expect_eq "the gateway runs 1.22.6" 1-22-6 revisions_of istio-system istio=ingressgateway
+run meshrev status
+
+step "Deploy the canary control plane 1.23.6"
+run meshrev canary deploy 1.23.6
+expect_eq "the Mesh has canary 1-23-6" 1-23-6 mesh '{.spec.canary}'
+eventually "control plane istiod-1-23-6 is available" 1 kubectl get deploy -n istio-system istiod-1-23-6 -o jsonpath='{.status.availableReplicas}'
+eventually "phase is CanaryDeployed" CanaryDeployed mesh '{.status.phase}'
+expect_eq "workloads still run 1.22.6" 1-22-6 revisions_of default app
+run meshrev status
+
+step "Switch namespace default to the canary and redeploy reviews-v2 to verify it"
+run meshrev namespace switch default --to canary
+expect_eq "default is labelled istio.io/rev=canary" canary nslabel default istio.io/rev
+expect_eq "default no longer carries istio-injection" "" nslabel default istio-injection
+run meshrev check-inject -n default
+run meshrev redeploy -n default reviews-v2 --wait
+run meshrev verify -n default reviews-v2
+expect_eq "reviews-v2 runs the canary 1.23.6" 1-23-6 revisions_of default app=reviews,version=v2
+expect_eq "reviews-v1 still runs 1.22.6" 1-22-6 revisions_of default app=reviews,version=v1
+expect_eq "productpage still runs 1.22.6" 1-22-6 revisions_of default app=productpage
+run meshrev status
+
+step "Refusals a user meets on the way"
+refused "revoke while namespace default is on the canary" "default" meshrev revoke --yes
+refused "a second canary while one is deployed" "already deployed" meshrev canary deploy 1.23.7
+
+step "Promote the canary to stable"
+run meshrev promote --yes
+expect_eq "stable is 1-23-6" 1-23-6 mesh '{.spec.stable}'
+expect_eq "no canary" "" mesh '{.spec.canary}'
+eventually "namespace default relabelled istio.io/rev=stable" stable nslabel default istio.io/rev
+eventually "status.previous is 1-22-6" 1-22-6 mesh '{.status.previous}'
+eventually "phase is DataPlaneUpgrading" DataPlaneUpgrading mesh '{.status.phase}'
+run meshrev dataplane status
+refused "setting stable back after a promotion" "cannot be revoked" \
+  kubectl patch mesh default --type=merge -p '{"spec":{"stable":"1-22-6"}}'
+refused "unpublish while pods still run 1.22.6" "still run the sidecar of 1-22-6" meshrev unpublish --yes
+
+step "Upgrade the data plane: every outdated workload and the gateway, by rolling update"
+run meshrev dataplane upgrade --all --gateways --wait
+expect_eq "every Bookinfo pod runs 1.23.6" 1-23-6 revisions_of default app
+expect_eq "the gateway runs 1.23.6" 1-23-6 revisions_of istio-system istio=ingressgateway
+eventually "no outdated pods remain" 0 mesh '{.status.dataPlane.outdated}'
+eventually "phase is ReadyToUnpublish" ReadyToUnpublish mesh '{.status.phase}'
+run meshrev status
+
+step "Unpublish the old revision 1.22.6"
+run meshrev unpublish --yes
+expect_eq "only 1-23-6 is published" 1-23-6 mesh '{.spec.revisions[*].name}'
+eventually "control plane istiod-1-22-6 is gone" "" kubectl get deploy -n istio-system -l meshrev.io/revision=1-22-6 -o name
+eventually "phase is Stable" Stable mesh '{.status.phase}'
+run meshrev status
+
+say "The upgrade is done. Now the rollback path: a canary that fails verification."
+
+step "Refused: a canary two minor versions ahead (1.23.6 → 1.25.0)"
+refused "the skip policy" "skip policy" meshrev canary deploy 1.25.0
+
+step "Deploy canary 1.24.2, switch default to it and redeploy reviews-v2"
+run meshrev canary deploy 1.24.2
+eventually "control plane istiod-1-24-2 is available" 1 kubectl get deploy -n istio-system istiod-1-24-2 -o jsonpath='{.status.availableReplicas}'
+run meshrev namespace switch default --to canary
+run meshrev redeploy -n default reviews-v2 --wait
+expect_eq "reviews-v2 runs the canary 1.24.2" 1-24-2 revisions_of default app=reviews,version=v2
+
+step "Verification failed: switch default back to stable and redeploy reviews-v2"
+run meshrev namespace switch default --to stable
+run meshrev redeploy -n default reviews-v2 --wait
+expect_eq "reviews-v2 is back on 1.23.6" 1-23-6 revisions_of default app=reviews,version=v2
+
+step "Revoke the canary"
+run meshrev revoke --yes
+expect_eq "no canary" "" mesh '{.spec.canary}'
+expect_eq "only 1-23-6 is published" 1-23-6 mesh '{.spec.revisions[*].name}'
+eventually "control plane istiod-1-24-2 is gone" "" kubectl get deploy -n istio-system -l meshrev.io/revision=1-24-2 -o name
+eventually "phase is Stable" Stable mesh '{.status.phase}'
+run meshrev status
+
+printf '\n\033[1;32mDemo complete in %d s: every expectation held.\033[0m\n' $((SECONDS - T0))
+echo "The cluster is still up:  export KUBECONFIG=$KUBECONFIG PATH=$DEV/bin:\$PATH"
+echo "Tear it down with:        make dev-down"

@@ -1,0 +1,17 @@
+dev-up: ## Local cluster + chart (real Helm) + manager in the background; then export KUBECONFIG=$PWD/.dev/kubeconfig PATH=$PWD/.dev/bin:$PATH
+	hack/dev.sh up
+
+dev-down: ## Stop the manager and the local cluster
+	hack/dev.sh down
+
+demo: ## The whole canary upgrade of the walkthrough on the local cluster, narrated and checked
+	hack/demo.sh
+
+
+
+test-demo: ## Run `make demo` on a throw-away cluster in a temp dir (other ports), then tear it down; part of `make test`
+	@dir=$$(mktemp -d /tmp/meshrev-demo.XXXXXX); \
+	export MESHREV_CLUSTER_DIR=$$dir MESHREV_WEBHOOK_PORT=29443 MESHREV_METRICS_PORT=28080 MESHREV_PROBE_PORT=28081; \
+	if hack/demo.sh; then hack/dev.sh down >/dev/null; rm -rf "$$dir"; \
+	else rc=$$?; echo "manager log: $$dir/logs/manager.log"; tail -30 "$$dir/logs/manager.log"; hack/dev.sh down >/dev/null 2>&1; exit $$rc; fi
+.PHONY: dev-up dev-down demo test-demo

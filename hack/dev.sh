@@ -1,0 +1,96 @@
+#!/usr/bin/env bash
+# dev.sh up|down|status — meshrev on the local cluster, the way a person uses it:
+# the cluster (reused when running), meshrev and meshrev-manager built into
+# .dev/bin, the chart installed with real Helm, and the manager running in the
+# background against .dev/kubeconfig (pods do not really run on the local
+# cluster, so the webhooks point at the manager by URL).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$PWD
+# MESHREV_CLUSTER_DIR moves everything (cluster, kubeconfig, bin, logs) out of
+# .dev, e.g. for `make test-demo`, which must not touch a person's cluster.
+DEV=${MESHREV_CLUSTER_DIR:-$ROOT/.dev}
+export MESHREV_CLUSTER_DIR=$DEV
+BIN=$DEV/bin
+LOGS=$DEV/logs
+export KUBECONFIG=$DEV/kubeconfig
+PORT=${MESHREV_WEBHOOK_PORT:-19443}
+METRICS_PORT=${MESHREV_METRICS_PORT:-18080}
+PROBE_PORT=${MESHREV_PROBE_PORT:-18081}
+NS=meshrev-system
+PIDFILE=$DEV/manager.pid
+
+say() { printf '\033[1m==> %s\033[0m\n' "$*"; }
+die() { printf 'dev.sh: %s\n' "$*" >&2; exit 1; }
+
+manager_running() {
+  [[ -f $PIDFILE ]] && kill -0 "$(cat "$PIDFILE")" 2>/dev/null &&
+    grep -q meshrev-manager "/proc/$(cat "$PIDFILE")/cmdline" 2>/dev/null
+}
+
+stop_manager() {
+  if manager_running; then
+    local pid; pid=$(cat "$PIDFILE")
+    say "stopping meshrev-manager (pid $pid)"
+    kill "$pid"
+    for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.2; done
+    kill -9 "$pid" 2>/dev/null || true
+  fi
+  rm -f "$PIDFILE"
+}
+
+up() {
+  mkdir -p "$BIN" "$LOGS"
+  say "local cluster"
+  go run ./hack/cluster up
+  say "building meshrev and meshrev-manager into .dev/bin"
+  go build -o "$BIN/meshrev-manager" ./cmd/meshrev-manager
+  go build -o "$BIN/meshrev" ./cmd/meshrev
+  ln -sf meshrev "$BIN/kubectl-meshrev"
+
+  say "installing the chart (release meshrev, namespace $NS, stable 1.22.6)"
+  "$BIN/helm" upgrade --install meshrev charts/meshrev -n "$NS" --create-namespace --wait=false \
+    --set manager.enabled=false \
+    --set webhook.url="https://127.0.0.1:$PORT" \
+    --set mesh.stable.version=1.22.6 \
+    --set mesh.controlPlane.enabled=true \
+    --set mesh.namespace=istio-system >"$LOGS/helm.log" 2>&1 || { cat "$LOGS/helm.log"; die "helm install failed (log: $LOGS/helm.log)"; }
+
+  stop_manager
+  say "starting meshrev-manager on 127.0.0.1:$PORT (log: $LOGS/manager.log)"
+  mkdir -p "$DEV/certs"
+  nohup "$BIN/meshrev-manager" --kubeconfig "$KUBECONFIG" --namespace "$NS" --mesh-namespace istio-system \
+    --webhook-host 127.0.0.1 --webhook-port "$PORT" --webhook-url "https://127.0.0.1:$PORT" \
+    --cert-dir "$DEV/certs" --manage-certs --templates-configmap meshrev-templates \
+    --metrics-bind-address "127.0.0.1:$METRICS_PORT" --health-probe-bind-address "127.0.0.1:$PROBE_PORT" \
+    --leader-elect >"$LOGS/manager.log" 2>&1 &
+  echo $! >"$PIDFILE"
+
+  say "waiting for the webhooks to answer"
+  for i in $(seq 120); do
+    manager_running || { tail -20 "$LOGS/manager.log"; die "meshrev-manager exited (log: $LOGS/manager.log)"; }
+    if curl -fsk "http://127.0.0.1:$PROBE_PORT/readyz" >/dev/null 2>&1 &&
+      "$BIN/kubectl" get mesh default >/dev/null 2>&1 &&
+      "$BIN/kubectl" create namespace meshrev-probe --dry-run=server -o name >/dev/null 2>&1 &&
+      "$BIN/kubectl" run meshrev-probe -n default --image=probe --restart=Never --dry-run=server \
+        --labels sidecar.istio.io/inject=true -o jsonpath='{.metadata.labels.meshrev\.io/revision}' 2>/dev/null | grep -q .; then
+      break
+    fi
+    (( i % 10 == 0 )) && echo "   still waiting ($i s): manager log tail: $(tail -1 "$LOGS/manager.log")"
+    sleep 1
+    (( i == 120 )) && die "the webhooks did not answer within 120 s (log: $LOGS/manager.log)"
+  done
+  say "ready. Use it with:"
+  echo "   export KUBECONFIG=$KUBECONFIG PATH=$BIN:\$PATH"
+}
+
+down() {
+  stop_manager
+  go run ./hack/cluster down
+}
+
+case "${1:-}" in
+  up) up ;;
+  down) down ;;
+  *) die "usage: hack/dev.sh up|down" ;;
+esac
