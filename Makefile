@@ -19,8 +19,9 @@ generate: ## Regenerate deepcopy and the Mesh CRD (controller-gen, pinned in go.
 		crd:crdVersions=v1 output:crd:artifacts:config=charts/meshrev/crds
 
 verify-generated: generate ## Fail when generated files are not current
-	@git diff --exit-code -- revisions/v1alpha1 charts/meshrev/crds || \
-		{ echo "generated files are stale: run 'make generate' and commit the result"; exit 1; }
+	@out=$$(git status --porcelain -- revisions/v1alpha1 charts/meshrev/crds); [ -z "$$out" ] || \
+		{ git diff -- revisions/v1alpha1 charts/meshrev/crds; echo "$$out"; \
+		  echo "generated files are stale or new: run 'make generate' and commit the result"; exit 1; }
 
 vet: ## gofmt and go vet
 	@out=$$(gofmt -l $$(git ls-files '*.go')); [ -z "$$out" ] || { echo "not gofmt'ed: $$out"; exit 1; }

@@ -7,7 +7,7 @@
 # runs in $(MESHREV_CLUSTER_DIR) (default .dev/): kubeconfig, bin/, logs/, cluster/.
 
 GO ?= go
-E2E_TIMEOUT ?= 40m
+E2E_TIMEOUT ?= 45m
 
 .PHONY: cluster-build cluster-up cluster-down cluster-status test-e2e
 
@@ -23,5 +23,5 @@ cluster-down: ## Stop the local cluster started by cluster-up (logs stay in .dev
 cluster-status: ## Tell whether the local cluster is running and healthy
 	$(GO) run ./hack/cluster status
 
-test-e2e: ## Run the e2e tests against a fresh local cluster in a temp dir (MESHREV_E2E_KUBECONFIG=.dev/kubeconfig reuses cluster-up's)
+test-e2e: cluster-build ## Run the e2e tests against a fresh local cluster in a temp dir (MESHREV_E2E_KUBECONFIG=.dev/kubeconfig reuses cluster-up's)
 	$(GO) test -tags e2e ./test/e2e/... -count=1 -timeout $(E2E_TIMEOUT)

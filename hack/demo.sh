@@ -88,12 +88,13 @@ run meshrev check-inject -n default
 run meshrev redeploy -n default reviews-v2 --wait
 run meshrev verify -n default reviews-v2
 expect_eq "reviews-v2 runs the canary 1.23.6" 1-23-6 revisions_of default app=reviews,version=v2
-expect_eq "reviews-v1 still runs 1.22.6" 1-22-6 revisions_of default app=reviews,version=v1
-expect_eq "productpage still runs 1.22.6" 1-22-6 revisions_of default app=productpage
+expect_eq "every other Bookinfo workload still runs 1.22.6" 1-22-6 revisions_of default 'app in (details,ratings,reviews,productpage),version notin (v2)'
+expect_eq "details-v1 and ratings-v1 still run 1.22.6" 1-22-6 revisions_of default 'app in (details,ratings)'
+expect_eq "the gateway still runs 1.22.6" 1-22-6 revisions_of istio-system istio=ingressgateway
 run meshrev status
 
 step "Refusals a user meets on the way"
-refused "revoke while namespace default is on the canary" "default" meshrev revoke --yes
+refused "revoke while namespace default is on the canary" "1 namespace (default (istio.io/rev=canary)) is still on the canary" meshrev revoke --yes
 refused "a second canary while one is deployed" "already deployed" meshrev canary deploy 1.23.7
 
 step "Promote the canary to stable"
@@ -147,6 +148,10 @@ expect_eq "only 1-23-6 is published" 1-23-6 mesh '{.spec.revisions[*].name}'
 eventually "control plane istiod-1-24-2 is gone" "" kubectl get deploy -n istio-system -l meshrev.io/revision=1-24-2 -o name
 eventually "phase is Stable" Stable mesh '{.status.phase}'
 run meshrev status
+
+step "The Mesh's history records every step"
+run kubectl get mesh default -o jsonpath='{range .status.history[*]}{.time}  {.action}  {.from} → {.to}{"\n"}{end}'
+expect_eq "history" "Install DeployCanary Promote Unpublish DeployCanary Revoke" mesh '{.status.history[*].action}'
 
 printf '\n\033[1;32mDemo complete in %d s: every expectation held.\033[0m\n' $((SECONDS - T0))
 echo "The cluster is still up:  export KUBECONFIG=$KUBECONFIG PATH=$DEV/bin:\$PATH"

@@ -108,6 +108,10 @@ func Resolve(mesh *v1alpha1.MeshSpec, ownNamespace string, s Subject) Decision {
 	case s.Annotations[LabelSidecarInject] == "false":
 		return skip(ReasonPodOptOut, fmt.Sprintf("pod annotation %s=false opts the pod out", LabelSidecarInject))
 	case nsInject == InjectionDisabled:
+		if nsRev != "" {
+			warnings = append(warnings, fmt.Sprintf("namespace %s sets both %s=%s and %s=%s: %s wins and pods get no sidecar; remove one of them (meshrev namespace switch %s --to <revision>, or meshrev namespace disable %s)",
+				s.Namespace, LabelInjection, nsInject, LabelRev, nsRev, LabelInjection, s.Namespace, s.Namespace))
+		}
 		return skip(ReasonNamespaceDisabled, fmt.Sprintf("namespace %s label %s=%s disables injection", s.Namespace, LabelInjection, InjectionDisabled))
 	case podRev != "":
 		return resolveTag(mesh, ReasonPodRevisionLabel, "pod "+LabelRev+"="+podRev, podRev, warnings)

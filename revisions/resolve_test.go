@@ -198,6 +198,12 @@ func TestResolveReasonsAndWarnings(t *testing.T) {
 			wantRevision: "1-22-6",
 			wantWarnings: []string{"sets both istio-injection=enabled and istio.io/rev=canary: istio-injection wins"},
 		},
+		"istio-injection=disabled wins over istio.io/rev on the namespace, with a warning": {
+			table:        tableCanary,
+			subject:      Subject{Namespace: "bookinfo", NamespaceLabels: map[string]string{LabelInjection: "disabled", LabelRev: "canary"}},
+			wantReason:   ReasonNamespaceDisabled,
+			wantWarnings: []string{"sets both istio-injection=disabled and istio.io/rev=canary: istio-injection wins and pods get no sidecar"},
+		},
 		"the canary tag falls back to stable when no canary is published, with a warning": {
 			table:        tablePromoted,
 			subject:      Subject{Namespace: "bookinfo", NamespaceLabels: map[string]string{LabelRev: "canary"}},

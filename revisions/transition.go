@@ -62,6 +62,11 @@ type Transition struct {
 // Forced reports whether the Mesh carries meshrev.io/force: "true".
 func Forced(m *v1alpha1.Mesh) bool { return m != nil && m.Annotations[AnnotationForce] == "true" }
 
+// forcedStep reports whether an update forces its step: the annotation must
+// be added by the same update, so that one left behind (a client that died
+// before removing it) never silently forces a later step.
+func forcedStep(old, updated *v1alpha1.Mesh) bool { return Forced(updated) && !Forced(old) }
+
 // maxNamed is how many offending objects a message names before it counts the rest.
 const maxNamed = 5
 
@@ -184,7 +189,7 @@ func ValidateTransition(old, updated *v1alpha1.Mesh, facts Facts) (Transition, f
 	case len(added) == 0 && len(removed) == 1 && o.Canary == removed[0] && n.Canary == "" && n.Stable == o.Stable:
 		return validateRevoke(o, facts)
 	case len(added) == 0 && len(removed) == 1 && sameTags && removed[0] != o.Stable && removed[0] != o.Canary:
-		return validateUnpublish(updated, oldRevs[removed[0]], facts)
+		return validateUnpublish(old, updated, oldRevs[removed[0]], facts)
 	}
 	return Transition{}, field.ErrorList{refuseOther(old, updated, added, removed)}
 }
@@ -233,9 +238,9 @@ func validatePromote(old, updated *v1alpha1.Mesh, facts Facts) (Transition, fiel
 	c := old.Spec.Canary
 	t := Transition{Action: ActionPromote, From: old.Spec.Stable, To: c}
 	if !facts.ControlPlaneReady[c] {
-		if !Forced(updated) {
+		if !forcedStep(old, updated) {
 			return Transition{}, field.ErrorList{field.Forbidden(field.NewPath("spec", "stable"), fmt.Sprintf(
-				"cannot promote canary %s: its control plane is not Ready, so pods would get sidecars that cannot connect; wait for it (kubectl get deploy istiod-%s), or override with annotation %s=true (meshrev promote --force)",
+				"cannot promote canary %s: its control plane is not Ready, so pods would get sidecars that cannot connect; wait for it (kubectl get deploy istiod-%s), or override with annotation %s=true set in the same update (meshrev promote --force)",
 				c, c, AnnotationForce))}
 		}
 		t.Warnings = append(t.Warnings, fmt.Sprintf("promoting canary %s although its control plane is not Ready (forced)", c))
@@ -264,7 +269,7 @@ func validateRevoke(o *v1alpha1.MeshSpec, facts Facts) (Transition, field.ErrorL
 	return t, nil
 }
 
-func validateUnpublish(updated *v1alpha1.Mesh, rev v1alpha1.Revision, facts Facts) (Transition, field.ErrorList) {
+func validateUnpublish(old, updated *v1alpha1.Mesh, rev v1alpha1.Revision, facts Facts) (Transition, field.ErrorList) {
 	var pins []string
 	for _, ns := range slices.Sorted(maps.Keys(facts.Namespaces)) {
 		if facts.Namespaces[ns][LabelRev] == rev.Name {
@@ -280,9 +285,9 @@ func validateUnpublish(updated *v1alpha1.Mesh, rev v1alpha1.Revision, facts Fact
 	t := Transition{Action: ActionUnpublish, From: rev.Name, To: updated.Spec.Stable}
 	if pods := facts.Pods[rev.Name]; len(pods) > 0 {
 		msg := fmt.Sprintf("%s still run the sidecar of %s", nameFew(pods, "pod"), rev.Name)
-		if !Forced(updated) {
+		if !forcedStep(old, updated) {
 			return Transition{}, field.ErrorList{field.Forbidden(path, fmt.Sprintf(
-				"cannot unpublish %s: %s; upgrade them first (meshrev dataplane upgrade --all --gateways), or override with annotation %s=true (meshrev unpublish --force)",
+				"cannot unpublish %s: %s; upgrade them first (meshrev dataplane upgrade --all --gateways), or override with annotation %s=true set in the same update (meshrev unpublish --force)",
 				rev.Name, msg, AnnotationForce))}
 		}
 		t.Warnings = append(t.Warnings, msg+" and lose their control plane (forced)")

@@ -123,6 +123,14 @@ func TestValidateTransition(t *testing.T) {
 			old: withCanary, new: forced(promoted), facts: Facts{}, wantAction: ActionPromote, wantFrom: "1-22-6", wantTo: "1-23-6",
 			wantWarn: "although its control plane is not Ready (forced)",
 		},
+		"a force annotation left over from an earlier update does not force promote": {
+			old: forced(withCanary), new: forced(promoted), facts: Facts{},
+			wantErr: []string{"cannot promote canary 1-23-6: its control plane is not Ready"},
+		},
+		"a force annotation left over from an earlier update does not force unpublish": {
+			old: forced(promoted), new: forced(upgraded), facts: withPods,
+			wantErr: []string{"cannot unpublish 1-22-6"},
+		},
 		"promote and unpublish in one update is refused": {
 			old: withCanary, new: upgraded, facts: readyFacts,
 			wantErr: []string{"promotes 1-23-6 and changes the published revisions at once; take one step at a time"},

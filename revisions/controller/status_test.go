@@ -449,9 +449,12 @@ func TestPendingRelabel(t *testing.T) {
 		"while a canary is published the canary label means it and nothing is relabelled": {
 			spec: meshSpec("1-22-6", "1-23-6", "1-22-6", "1-23-6"),
 		},
-		"with no canary published every namespace labelled canary is relabelled, in name order": {
+		"after a promotion every namespace labelled canary is relabelled, in name order": {
 			spec: meshSpec("1-23-6", "", "1-22-6", "1-23-6"),
 			want: []string{"a", "c"},
+		},
+		"before any canary a namespace labelled canary ahead of time is left alone": {
+			spec: meshSpec("1-22-6", "", "1-22-6"),
 		},
 	}
 	for name, tc := range tests {
