@@ -39,11 +39,13 @@ const (
 // Returned objects and maps are shared with the cache: callers must not
 // mutate them.
 type State interface {
-	// Mesh returns the Mesh "default", or nil when none exists.
-	Mesh() *v1alpha1.Mesh
+	// Mesh returns the Mesh "default", or nil (and no error) when none
+	// exists. An error means the state could not be read: the injector then
+	// refuses the pod with a retryable 503, never admits it uninjected.
+	Mesh(ctx context.Context) (*v1alpha1.Mesh, error)
 	// NamespaceLabels returns the labels of the named namespace and whether
-	// the namespace is known.
-	NamespaceLabels(name string) (map[string]string, bool)
+	// the namespace is known; an error means the state could not be read.
+	NamespaceLabels(ctx context.Context, name string) (map[string]string, bool, error)
 }
 
 // InjectorOptions configures NewInjector.
@@ -77,6 +79,17 @@ type InjectorOptions struct {
 // CREATE that resolves the pod's revision with revisions.Resolve and injects
 // that revision's template. It serves admission.k8s.io/v1 AdmissionReview
 // directly (bytes in, bytes out) and makes no API call per request.
+//
+// When State cannot be read (a cache not started or not synced), a pod is
+// refused with a retryable 503 — never admitted without its sidecar — unless
+// the pod alone decides the skip (system namespace, hostNetwork, opt-out).
+// The last good render of each revision's templates is kept: when a templates
+// ConfigMap is edited into something that does not render, or deleted, after
+// the revision rendered once, pods keep being injected with the last good
+// render, with an admission warning naming the ConfigMap and the error, an
+// error log (keys revision, configmap, error; once per distinct error) and
+// meshrev_template_errors_total{revision}. Only a revision that never
+// rendered refuses its pods (500, naming the ConfigMap and the error).
 type Injector struct {
 	opts    InjectorOptions
 	cache   templateCache
@@ -127,8 +140,9 @@ const (
 )
 
 type injectorMetrics struct {
-	injections *prometheus.CounterVec
-	latency    prometheus.Histogram
+	injections     *prometheus.CounterVec
+	latency        prometheus.Histogram
+	templateErrors *prometheus.CounterVec
 }
 
 func newInjectorMetrics(reg prometheus.Registerer) (*injectorMetrics, error) {
@@ -138,7 +152,7 @@ func newInjectorMetrics(reg prometheus.Registerer) (*injectorMetrics, error) {
 	}, []string{"revision", "result"})
 	latency := prometheus.NewHistogram(prometheus.HistogramOpts{
 		Name:    "meshrev_injection_duration_seconds",
-		Help:    "Time the injector takes to handle one AdmissionReview, from request body to response body.",
+		Help:    "Time the injector takes to handle one HTTP request, from request body to response body, whatever the outcome (malformed, too large, refused, admitted).",
 		Buckets: []float64{25e-6, 50e-6, 100e-6, 250e-6, 500e-6, 1e-3, 2.5e-3, 5e-3, 10e-3, 25e-3, 100e-3},
 	})
 	// Several injectors (tests, a restarted server) share one registry: reuse
@@ -156,7 +170,17 @@ func newInjectorMetrics(reg prometheus.Registerer) (*injectorMetrics, error) {
 		}
 		latency = are.ExistingCollector.(prometheus.Histogram)
 	}
-	return &injectorMetrics{injections: injections, latency: latency}, nil
+	templateErrors := prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "meshrev_template_errors_total",
+		Help: "Pod admissions whose revision's templates could not be read or rendered, by revision: injected with the last good render, or refused when there was none.",
+	}, []string{"revision"})
+	if err := reg.Register(templateErrors); err != nil {
+		if !errors.As(err, &are) {
+			return nil, fmt.Errorf("register meshrev_template_errors_total: %w", err)
+		}
+		templateErrors = are.ExistingCollector.(*prometheus.CounterVec)
+	}
+	return &injectorMetrics{injections: injections, latency: latency, templateErrors: templateErrors}, nil
 }
 
 // reviewIn is the part of an AdmissionReview the injector reads.
@@ -190,6 +214,9 @@ var jsonPatchType = admissionv1.PatchTypeJSONPatch
 // else gets an AdmissionReview response.
 func (i *Injector) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
+	// Every request counts, refused and malformed ones too: a latency
+	// histogram of successes only would hide slow failures.
+	defer func() { i.metrics.latency.Observe(time.Since(start).Seconds()) }()
 	ctx := r.Context()
 	log, err := logr.FromContext(ctx)
 	if err != nil {
@@ -220,7 +247,6 @@ func (i *Injector) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	w.Header().Set("Content-Type", "application/json")
 	_, _ = w.Write(out)
-	i.metrics.latency.Observe(time.Since(start).Seconds())
 }
 
 // Review handles one AdmissionReview body and returns the response body. An
@@ -277,12 +303,12 @@ func (i *Injector) admit(ctx context.Context, log logr.Logger, req *requestIn) *
 		ns = pod.Metadata.Namespace
 	}
 
-	mesh := i.opts.State.Mesh()
+	mesh, meshErr := i.opts.State.Mesh(ctx)
 	var spec *v1alpha1.MeshSpec
 	if mesh != nil {
 		spec = &mesh.Spec
 	}
-	nsLabels, nsKnown := i.opts.State.NamespaceLabels(ns)
+	nsLabels, nsKnown, nsErr := i.opts.State.NamespaceLabels(ctx, ns)
 	d := revisions.Resolve(spec, i.opts.OwnNamespace, revisions.Subject{
 		Namespace:       ns,
 		NamespaceLabels: nsLabels,
@@ -290,12 +316,18 @@ func (i *Injector) admit(ctx context.Context, log logr.Logger, req *requestIn) *
 		Annotations:     pod.Metadata.Annotations,
 		HostNetwork:     pod.Spec.HostNetwork,
 	})
-	if !nsKnown {
+	if stateErr := errors.Join(meshErr, nsErr); stateErr != nil || !nsKnown {
 		switch d.Reason {
 		case revisions.ReasonSystemNamespace, revisions.ReasonHostNetwork, revisions.ReasonPodOptOut:
-			// decided without the namespace's labels
+			// decided from the pod and its namespace's name alone
 		default:
 			i.count("", resultError)
+			if stateErr != nil {
+				// Without the Mesh or the namespace the decision is unknown:
+				// admitting the pod would leave it without its sidecar.
+				log.Error(stateErr, "injector state unreadable, pod refused for retry")
+				return refuse(http.StatusServiceUnavailable, fmt.Sprintf("meshrev's injector could not read its cache (%v), so it cannot decide whether the pod needs a sidecar; retry the request", stateErr))
+			}
 			log.Info("namespace not in cache", "reason", "NamespaceUnknown")
 			return refuse(http.StatusServiceUnavailable, fmt.Sprintf("meshrev's injector does not know namespace %s yet (its cache is catching up); retry the request", ns))
 		}
@@ -332,13 +364,16 @@ func (i *Injector) admit(ctx context.Context, log logr.Logger, req *requestIn) *
 		return resp
 	}
 
-	rt, err := i.revisionTemplates(ctx, mesh, d.Revision)
+	rt, twarn, err := i.revisionTemplates(ctx, log, mesh, d.Revision)
 	if err != nil {
 		return i.fail(log, d.Revision.Name, err, warnings)
 	}
-	gateway, twarn := isGateway(pod)
 	if twarn != "" {
 		warnings = append(slices.Clip(warnings), twarn)
+	}
+	gateway, gwarn := isGateway(pod)
+	if gwarn != "" {
+		warnings = append(slices.Clip(warnings), gwarn)
 	}
 	r := rt.sidecar
 	if gateway {
@@ -386,24 +421,19 @@ func refuse(code int32, msg string) *admissionv1.AdmissionResponse {
 	return &admissionv1.AdmissionResponse{Allowed: false, Result: &metav1.Status{Status: metav1.StatusFailure, Code: code, Reason: reason, Message: msg}}
 }
 
-// isGateway says whether the pod gets the gateway template, and warns about
-// template names the injector does not know.
+// isGateway says whether the pod gets the gateway template (the one rule of
+// revisions.IsGateway, shared with the controller's data-plane report), and
+// warns about template names the injector does not know.
 func isGateway(p *podIn) (bool, string) {
-	switch p.Metadata.Labels[revisions.LabelIstio] {
-	case "ingressgateway", "egressgateway":
-		return true, ""
-	}
+	gateway := revisions.IsGateway(p.Metadata.Labels, p.Metadata.Annotations)
 	v, ok := p.Metadata.Annotations[revisions.AnnotationTemplates]
 	if !ok {
-		return false, ""
+		return gateway, ""
 	}
 	var unknown []string
-	gateway := false
 	for t := range strings.SplitSeq(v, ",") {
 		switch t = strings.TrimSpace(t); t {
-		case revisions.TemplateGateway:
-			gateway = true
-		case revisions.TemplateSidecar, "":
+		case revisions.TemplateGateway, revisions.TemplateSidecar, "":
 		default:
 			unknown = append(unknown, t)
 		}
@@ -441,20 +471,61 @@ func (i *Injector) revisionData(rev *v1alpha1.Revision) RevisionData {
 }
 
 // revisionTemplates returns the rendered templates of rev, from the cache
-// unless the revision or its template text changed.
-func (i *Injector) revisionTemplates(ctx context.Context, mesh *v1alpha1.Mesh, rev *v1alpha1.Revision) (*revisionTemplates, error) {
-	text, err := i.opts.Templates.Templates(ctx, rev)
-	if err != nil {
-		return nil, err
-	}
+// unless the revision or its template text changed. When the current
+// templates cannot be read or do not render but an earlier render of rev
+// succeeded (a templates ConfigMap edited or deleted after publish), it keeps
+// injecting with that last good render and returns a warning for the
+// admission response; the error is logged (once per distinct error) and
+// counted in meshrev_template_errors_total. Only a revision that never
+// rendered is an error.
+func (i *Injector) revisionTemplates(ctx context.Context, log logr.Logger, mesh *v1alpha1.Mesh, rev *v1alpha1.Revision) (rt *revisionTemplates, warning string, err error) {
 	rd := i.revisionData(rev)
-	key := templateKey{name: rev.Name, version: rev.Version, proxyImage: rd.ProxyImage, discovery: rd.DiscoveryAddress, templatesCM: rev.Templates, text: text}
-	return i.cache.get(key, func() (*revisionTemplates, error) {
-		if mesh != nil {
-			i.cache.prune(func(name string) bool { return revisions.FindRevision(&mesh.Spec, name) != nil })
+	key := templateKey{name: rev.Name, version: rev.Version, proxyImage: rd.ProxyImage, discovery: rd.DiscoveryAddress, templatesCM: rev.Templates}
+	text, err := i.opts.Templates.Templates(ctx, rev)
+	if err == nil {
+		key.text = text
+		rt, err = i.cache.get(key, func() (*revisionTemplates, error) {
+			if mesh != nil {
+				i.cache.prune(func(name string) bool { return revisions.FindRevision(&mesh.Spec, name) != nil })
+			}
+			return i.render(rd, text)
+		})
+		if err == nil {
+			i.cache.healed(rev.Name)
+			return rt, "", nil
 		}
-		return i.render(rd, text)
-	})
+	}
+	origin := templatesOrigin(i.opts.Templates, rev)
+	i.metrics.templateErrors.WithLabelValues(rev.Name).Inc()
+	rt = i.lastGoodTemplates(key, rd)
+	if i.cache.firstReport(rev.Name, err.Error()) {
+		log.Error(err, "templates of a revision do not render", "revision", rev.Name, "configmap", origin, "lastGoodRender", rt != nil)
+	}
+	if rt == nil {
+		return nil, "", fmt.Errorf("the templates of revision %s (%s) do not render and no earlier render of them exists: %w; fix the templates", rev.Name, origin, err)
+	}
+	return rt, fmt.Sprintf("the templates of revision %s (%s) do not render (%v): the pod was injected with their last good render; fix the templates", rev.Name, origin, err), nil
+}
+
+// lastGoodTemplates returns the last good render of key's revision. When the
+// revision's own fields changed since, the last good text is rendered again
+// with the current fields, so that a fallback never injects stale images or
+// addresses; nil when there is nothing usable.
+func (i *Injector) lastGoodTemplates(key templateKey, rd RevisionData) *revisionTemplates {
+	goodKey, good, ok := i.cache.lastGood(key.name)
+	if !ok {
+		return nil
+	}
+	key.text = goodKey.text
+	if key == goodKey {
+		return good
+	}
+	rt, err := i.render(rd, goodKey.text)
+	if err != nil {
+		return nil
+	}
+	i.cache.setGood(key, rt)
+	return rt
 }
 
 func (i *Injector) render(rd RevisionData, text Templates) (*revisionTemplates, error) {

@@ -126,14 +126,14 @@ func genericBaseline(tb testing.TB, inj *Injector, state *fixedState) http.Handl
 		if err := decoder.Decode(req, &pod); err != nil {
 			return admission.Errored(http.StatusBadRequest, err)
 		}
-		nsLabels, _ := state.NamespaceLabels(req.Namespace)
+		nsLabels, _, _ := state.NamespaceLabels(ctx, req.Namespace)
 		d := revisions.Resolve(&state.mesh.Spec, inj.opts.OwnNamespace, revisions.Subject{
 			Namespace: req.Namespace, NamespaceLabels: nsLabels, Labels: pod.Labels, Annotations: pod.Annotations, HostNetwork: pod.Spec.HostNetwork,
 		})
 		if !d.Inject {
 			return admission.Allowed(d.Message).WithWarnings(d.Warnings...)
 		}
-		rt, err := inj.revisionTemplates(ctx, state.mesh, d.Revision)
+		rt, _, err := inj.revisionTemplates(ctx, logr.Discard(), state.mesh, d.Revision)
 		if err != nil {
 			return admission.Errored(http.StatusInternalServerError, err)
 		}

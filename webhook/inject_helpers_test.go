@@ -2,6 +2,7 @@ package webhook
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"net/http"
 	"net/http/httptest"
@@ -18,17 +19,28 @@ import (
 )
 
 // fixedState is a State holding fixed data: what the manager's cache would
-// hold at one instant.
+// hold at one instant. meshErr and nsErr make the reads fail, as a cache that
+// is not started or not synced does.
 type fixedState struct {
 	mesh       *v1alpha1.Mesh
 	namespaces map[string]map[string]string
+	meshErr    error
+	nsErr      error
 }
 
-func (s *fixedState) Mesh() *v1alpha1.Mesh { return s.mesh }
+func (s *fixedState) Mesh(context.Context) (*v1alpha1.Mesh, error) {
+	if s.meshErr != nil {
+		return nil, s.meshErr
+	}
+	return s.mesh, nil
+}
 
-func (s *fixedState) NamespaceLabels(name string) (map[string]string, bool) {
+func (s *fixedState) NamespaceLabels(_ context.Context, name string) (map[string]string, bool, error) {
+	if s.nsErr != nil {
+		return nil, false, s.nsErr
+	}
 	l, ok := s.namespaces[name]
-	return l, ok
+	return l, ok, nil
 }
 
 func meshOf(spec *v1alpha1.MeshSpec) *v1alpha1.Mesh {

@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 
-	"github.com/go-logr/logr"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
@@ -24,7 +23,6 @@ import (
 // private snapshot.
 type CacheState struct {
 	reader client.Reader
-	log    logr.Logger
 }
 
 // NewCacheState returns a State backed by c. It registers the Mesh and
@@ -36,29 +34,33 @@ func NewCacheState(ctx context.Context, c cache.Cache) (*CacheState, error) {
 			return nil, fmt.Errorf("cache state: informer for %T: %w", obj, err)
 		}
 	}
-	return &CacheState{reader: c, log: logr.FromContextOrDiscard(ctx)}, nil
+	return &CacheState{reader: c}, nil
 }
 
-// Mesh returns the Mesh "default" from the cache, or nil.
-func (s *CacheState) Mesh() *v1alpha1.Mesh {
+// Mesh returns the Mesh "default" from the cache, or nil when none exists.
+// Any other error (the cache not started or not synced before ctx ends) is
+// returned: the injector must not mistake it for "no Mesh".
+func (s *CacheState) Mesh(ctx context.Context) (*v1alpha1.Mesh, error) {
 	var m v1alpha1.Mesh
-	if err := s.reader.Get(context.Background(), client.ObjectKey{Name: v1alpha1.MeshName}, &m, noDeepCopy); err != nil {
-		if !apierrors.IsNotFound(err) {
-			s.log.Error(err, "read Mesh from cache", "mesh", v1alpha1.MeshName)
+	if err := s.reader.Get(ctx, client.ObjectKey{Name: v1alpha1.MeshName}, &m, noDeepCopy); err != nil {
+		if apierrors.IsNotFound(err) {
+			return nil, nil
 		}
-		return nil
+		return nil, fmt.Errorf("read Mesh %s from the cache: %w", v1alpha1.MeshName, err)
 	}
-	return &m
+	return &m, nil
 }
 
-// NamespaceLabels returns the labels of the named namespace from the cache.
-func (s *CacheState) NamespaceLabels(name string) (map[string]string, bool) {
+// NamespaceLabels returns the labels of the named namespace from the cache,
+// and false when the cache does not hold it. Any error other than NotFound
+// is returned.
+func (s *CacheState) NamespaceLabels(ctx context.Context, name string) (map[string]string, bool, error) {
 	var ns corev1.Namespace
-	if err := s.reader.Get(context.Background(), client.ObjectKey{Name: name}, &ns, noDeepCopy); err != nil {
-		if !apierrors.IsNotFound(err) {
-			s.log.Error(err, "read namespace from cache", "namespace", name)
+	if err := s.reader.Get(ctx, client.ObjectKey{Name: name}, &ns, noDeepCopy); err != nil {
+		if apierrors.IsNotFound(err) {
+			return nil, false, nil
 		}
-		return nil, false
+		return nil, false, fmt.Errorf("read namespace %s from the cache: %w", name, err)
 	}
-	return ns.Labels, true
+	return ns.Labels, true, nil
 }

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/go-logr/logr"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/stretchr/testify/assert"
@@ -192,15 +193,15 @@ func TestTemplatesRenderOncePerRevision(t *testing.T) {
 		})
 	})
 	ctx := context.Background()
-	first, err := inj.revisionTemplates(ctx, state.mesh, &mesh.Revisions[0])
+	first, _, err := inj.revisionTemplates(ctx, logr.Discard(), state.mesh, &mesh.Revisions[0])
 	require.NoError(t, err)
-	second, err := inj.revisionTemplates(ctx, state.mesh, &mesh.Revisions[0])
+	second, _, err := inj.revisionTemplates(ctx, logr.Discard(), state.mesh, &mesh.Revisions[0])
 	require.NoError(t, err)
 	assert.Same(t, first, second, "the same revision must not be rendered twice")
 	assert.Equal(t, 2, calls, "template text is looked up per request (from a cache), rendering is not")
 
 	mesh.Revisions[0].ProxyImage = "registry.example.com/proxyv2:1.22.6-patched"
-	third, err := inj.revisionTemplates(ctx, state.mesh, &mesh.Revisions[0])
+	third, _, err := inj.revisionTemplates(ctx, logr.Discard(), state.mesh, &mesh.Revisions[0])
 	require.NoError(t, err)
 	assert.NotSame(t, first, third, "a changed revision must be rendered again")
 	assert.Equal(t, "registry.example.com/proxyv2:1.22.6-patched", third.sidecar.frag.Containers[0].Image)
@@ -209,7 +210,7 @@ func TestTemplatesRenderOncePerRevision(t *testing.T) {
 	mesh.Revisions = mesh.Revisions[:1]
 	mesh.Canary = ""
 	mesh.Revisions[0].ProxyImage = ""
-	_, err = inj.revisionTemplates(ctx, state.mesh, &mesh.Revisions[0])
+	_, _, err = inj.revisionTemplates(ctx, logr.Discard(), state.mesh, &mesh.Revisions[0])
 	require.NoError(t, err)
 	assert.NotContains(t, inj.cache.entries, "1-23-6")
 }

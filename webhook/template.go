@@ -45,6 +45,26 @@ type TemplateSource interface {
 	Templates(ctx context.Context, rev *v1alpha1.Revision) (Templates, error)
 }
 
+// TemplateOrigin is implemented by a TemplateSource that can say where a
+// revision's templates come from (e.g. "ConfigMap meshrev-system/tmpl-1-23-6"),
+// for the injector's logs, warnings and refusals about broken templates.
+type TemplateOrigin interface {
+	// TemplatesOrigin names where rev's templates are read from.
+	TemplatesOrigin(rev *v1alpha1.Revision) string
+}
+
+// templatesOrigin names where rev's templates come from, asking src when it
+// knows.
+func templatesOrigin(src TemplateSource, rev *v1alpha1.Revision) string {
+	if o, ok := src.(TemplateOrigin); ok {
+		return o.TemplatesOrigin(rev)
+	}
+	if rev.Templates != "" {
+		return "ConfigMap " + rev.Templates
+	}
+	return "the default templates"
+}
+
 // TemplateSourceFunc adapts a function to TemplateSource.
 type TemplateSourceFunc func(ctx context.Context, rev *v1alpha1.Revision) (Templates, error)
 
@@ -108,6 +128,25 @@ func (s *configMapTemplates) Templates(ctx context.Context, rev *v1alpha1.Revisi
 		}
 	}
 	return t, nil
+}
+
+// TemplatesOrigin names the ConfigMaps rev's templates are read from: the
+// revision's own, over the defaults ConfigMap when there is one.
+func (s *configMapTemplates) TemplatesOrigin(rev *v1alpha1.Revision) string {
+	var names []string
+	if rev != nil && rev.Templates != "" {
+		names = append(names, s.opts.Namespace+"/"+rev.Templates)
+	}
+	if s.opts.DefaultsConfigMap != "" {
+		names = append(names, s.opts.Namespace+"/"+s.opts.DefaultsConfigMap)
+	}
+	switch len(names) {
+	case 0:
+		return "the embedded default templates"
+	case 1:
+		return "ConfigMap " + names[0]
+	}
+	return "ConfigMaps " + strings.Join(names, " (over ") + ")"
 }
 
 func (s *configMapTemplates) overlay(ctx context.Context, t *Templates, name string) error {
@@ -407,10 +446,19 @@ type cacheEntry struct {
 	key  templateKey
 	tmpl *revisionTemplates
 	err  error
+	// good is the last successful render of this revision and goodKey what
+	// it was rendered from: injection falls back to it while the current
+	// templates fail.
+	good    *revisionTemplates
+	goodKey templateKey
+	// reported is the last template error logged for this revision, so that
+	// a broken ConfigMap is logged once per distinct error, not per pod.
+	reported string
 }
 
 // templateCache renders each revision's templates once and keeps the result
-// until the revision or its template text changes.
+// until the revision or its template text changes, and keeps the last good
+// render of each revision.
 type templateCache struct {
 	mu      sync.RWMutex
 	entries map[string]*cacheEntry
@@ -425,14 +473,80 @@ func (c *templateCache) get(key templateKey, render func() (*revisionTemplates, 
 	}
 	t, err := render()
 	c.mu.Lock()
+	defer c.mu.Unlock()
 	if c.entries == nil {
 		c.entries = map[string]*cacheEntry{}
 	}
 	// A failure is cached too: a broken template is reported once per change,
 	// not rendered again for every pod.
-	c.entries[key.name] = &cacheEntry{key: key, tmpl: t, err: err}
-	c.mu.Unlock()
+	ne := &cacheEntry{key: key, tmpl: t, err: err}
+	if old := c.entries[key.name]; old != nil {
+		ne.good, ne.goodKey, ne.reported = old.good, old.goodKey, old.reported
+	}
+	if err == nil {
+		ne.good, ne.goodKey = t, key
+	}
+	c.entries[key.name] = ne
 	return t, err
+}
+
+// lastGood returns the last good render of the revision name and what it
+// was rendered from.
+func (c *templateCache) lastGood(name string) (templateKey, *revisionTemplates, bool) {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	e := c.entries[name]
+	if e == nil || e.good == nil {
+		return templateKey{}, nil, false
+	}
+	return e.goodKey, e.good, true
+}
+
+// setGood records a good render of key made outside get (the last good text
+// rendered again for changed revision fields).
+func (c *templateCache) setGood(key templateKey, t *revisionTemplates) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if e := c.entries[key.name]; e != nil {
+		e.good, e.goodKey = t, key
+	}
+}
+
+// firstReport says whether msg is a new error for the revision name (to be
+// logged) and remembers it.
+func (c *templateCache) firstReport(name, msg string) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.entries == nil {
+		c.entries = map[string]*cacheEntry{}
+	}
+	e := c.entries[name]
+	if e == nil {
+		e = &cacheEntry{key: templateKey{name: "\x00unrendered"}}
+		c.entries[name] = e
+	}
+	if e.reported == msg {
+		return false
+	}
+	e.reported = msg
+	return true
+}
+
+// healed forgets the reported error of the revision name once its templates
+// render again, so that a later breakage is logged again.
+func (c *templateCache) healed(name string) {
+	c.mu.RLock()
+	e := c.entries[name]
+	reported := e != nil && e.reported != ""
+	c.mu.RUnlock()
+	if !reported {
+		return
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if e := c.entries[name]; e != nil {
+		e.reported = ""
+	}
 }
 
 // prune forgets revisions that are no longer published.

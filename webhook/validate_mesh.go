@@ -84,22 +84,10 @@ func (v *meshValidator) ValidateUpdate(ctx context.Context, old, m *v1alpha1.Mes
 	return v.validate(ctx, old, m)
 }
 
-// ValidateDelete allows deleting the Mesh and says what it takes with it.
-func (v *meshValidator) ValidateDelete(_ context.Context, m *v1alpha1.Mesh) (admission.Warnings, error) {
-	return admission.Warnings{fmt.Sprintf(
-		"deleting Mesh %s removes the control planes meshrev runs for it (%s); running pods keep their sidecars, new pods get none until a Mesh is created again",
-		m.Name, revisionsList(m))}, nil
-}
-
-func revisionsList(m *v1alpha1.Mesh) string {
-	var s string
-	for i, r := range revisions.PublishedNames(&m.Spec) {
-		if i > 0 {
-			s += ", "
-		}
-		s += r
-	}
-	return s
+// ValidateDelete allows. The webhook configuration routes only CREATE and
+// UPDATE here, so that deleting the Mesh never depends on meshrev being up.
+func (v *meshValidator) ValidateDelete(context.Context, *v1alpha1.Mesh) (admission.Warnings, error) {
+	return nil, nil
 }
 
 func (v *meshValidator) validate(ctx context.Context, old, m *v1alpha1.Mesh) (admission.Warnings, error) {

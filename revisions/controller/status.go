@@ -152,11 +152,13 @@ func DetectSteps(spec *v1alpha1.MeshSpec, st *v1alpha1.MeshStatus, now metav1.Ti
 }
 
 // PendingRelabel lists the namespaces still labelled istio.io/rev=canary
-// while no canary is published: after a promotion the controller rewrites
-// them to stable. Keeping this an invariant (rather than a one-shot action)
-// is what makes the promotion resumable.
+// after a promotion (no canary published, the old stable still published):
+// the controller rewrites them to stable. Keeping this an invariant (rather
+// than a one-shot action) is what makes the promotion resumable. Outside
+// that window a namespace labelled canary ahead of time is left alone; it
+// resolves to stable, with a warning, until a canary is deployed.
 func PendingRelabel(spec *v1alpha1.MeshSpec, namespaces map[string]map[string]string) []string {
-	if spec.Canary != "" {
+	if spec.Canary != "" || revisions.Previous(spec) == "" {
 		return nil
 	}
 	var out []string
@@ -205,14 +207,10 @@ func TopOwner(pod *metav1.PartialObjectMetadata, replicaSetOwners map[string]*me
 	return Owner{Kind: ref.Kind, Name: ref.Name}
 }
 
-// IsGateway reports whether a pod is a gateway: label istio:
-// ingressgateway|egressgateway or annotation inject.istio.io/templates: gateway.
+// IsGateway reports whether a pod is a gateway, by the injector's own rule
+// (revisions.IsGateway).
 func IsGateway(labels, annotations map[string]string) bool {
-	switch labels[revisions.LabelIstio] {
-	case "ingressgateway", "egressgateway":
-		return true
-	}
-	return annotations[revisions.AnnotationTemplates] == revisions.TemplateGateway
+	return revisions.IsGateway(labels, annotations)
 }
 
 // DataPlaneReport counts the injected pods, decides for each whether it runs

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"net/http"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -21,6 +22,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/rand"
 	"k8s.io/apimachinery/pkg/util/wait"
+	"k8s.io/client-go/rest"
 	"k8s.io/client-go/util/retry"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -70,7 +72,12 @@ func TestInjectorThroughTheAPIServer(t *testing.T) {
 	// The injector on a real cache, served over TLS on 127.0.0.1.
 	scheme, err := manager.Scheme()
 	require.NoError(t, err)
-	informers, err := cache.New(Env().Config, cache.Options{Scheme: scheme, ByObject: map[client.Object]cache.ByObject{
+	// Every request the injector's cache makes goes through a counter, so
+	// that the test can prove admissions make none.
+	calls := &countingTransport{}
+	cfg := rest.CopyConfig(Env().Config)
+	cfg.Wrap(calls.wrap)
+	informers, err := cache.New(cfg, cache.Options{Scheme: scheme, ByObject: map[client.Object]cache.ByObject{
 		&corev1.ConfigMap{}: {Namespaces: map[string]cache.Config{own: {}}},
 	}})
 	require.NoError(t, err)
@@ -180,15 +187,43 @@ func TestInjectorThroughTheAPIServer(t *testing.T) {
 		}
 	})
 
+	t.Run("admissions after the cache synced make no API call", func(t *testing.T) {
+		// Warm up: both revisions (the canary with its own templates
+		// ConfigMap) and every namespace are read once, and the cache has
+		// caught up with the Deny policy set above.
+		for _, ns := range []string{enabled, canary} {
+			_, _, err := dryRunPod(t, ns, testPod("warm-up", nil))
+			require.NoError(t, err)
+		}
+		const n = 40
+		synced, _ := calls.snapshot()
+		require.NotEmpty(t, synced, "the counter must have seen the cache's initial lists, or it counts nothing")
+		before := injectedCount(t, reg, "1-22-6") + injectedCount(t, reg, "1-23-6")
+		calls.reset()
+		for k := range n {
+			ns := []string{enabled, canary}[k%2]
+			p, _, err := dryRunPod(t, ns, testPod(fmt.Sprintf("no-api-call-%d", k), nil))
+			require.NoError(t, err)
+			require.NotEmpty(t, p.Labels[revisions.LabelRevision], "pod %d in %s not injected", k, ns)
+		}
+		got := injectedCount(t, reg, "1-22-6") + injectedCount(t, reg, "1-23-6") - before
+		// The labeler registered above makes the API server re-invoke the
+		// injector: each pod is seen twice.
+		require.InDelta(t, 2*n, got, 0, "the injector must have injected every pod, twice")
+		reqs, watches := calls.snapshot()
+		assert.Empty(t, reqs, "the injector's client made API calls during %d admissions", n)
+		t.Logf("%d admissions through the API server: %d API requests by the injector's client (%d watch re-establishments, not counted)", n, len(reqs), watches)
+	})
+
 	t.Run("the cache-backed State answers from memory", func(t *testing.T) {
 		// The figures behind NewCacheState's choice of shared (not deep-copied)
 		// cache reads; logged, not asserted.
 		lookup := func() {
-			if state.Mesh() == nil {
-				t.Fatal("Mesh missing from the cache")
+			if m, err := state.Mesh(ctx); err != nil || m == nil {
+				t.Fatalf("Mesh missing from the cache (error %v)", err)
 			}
-			if _, ok := state.NamespaceLabels(enabled); !ok {
-				t.Fatal("namespace missing from the cache")
+			if _, ok, err := state.NamespaceLabels(ctx, enabled); err != nil || !ok {
+				t.Fatalf("namespace missing from the cache (error %v)", err)
 			}
 		}
 		deepCopy := func() {
@@ -216,6 +251,46 @@ func TestInjectorThroughTheAPIServer(t *testing.T) {
 		waitResolves(t, enabled, testPod("switched", nil), "1-23-6")
 	})
 }
+
+// countingTransport records the requests of a client (rest.Config.Wrap).
+// Watch requests are counted apart: an informer re-establishes its watch now
+// and then, which is not a call made for an admission.
+type countingTransport struct {
+	mu      sync.Mutex
+	reqs    []string
+	watches int
+}
+
+func (c *countingTransport) wrap(rt http.RoundTripper) http.RoundTripper {
+	return roundTripperFunc(func(r *http.Request) (*http.Response, error) {
+		c.mu.Lock()
+		if r.URL.Query().Get("watch") == "true" {
+			c.watches++
+		} else {
+			c.reqs = append(c.reqs, r.Method+" "+r.URL.RequestURI())
+		}
+		c.mu.Unlock()
+		return rt.RoundTrip(r)
+	})
+}
+
+func (c *countingTransport) reset() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.reqs, c.watches = nil, 0
+}
+
+// snapshot returns the requests (method and URI) other than watches, and
+// the number of watches, since the last reset.
+func (c *countingTransport) snapshot() ([]string, int) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return append([]string(nil), c.reqs...), c.watches
+}
+
+type roundTripperFunc func(*http.Request) (*http.Response, error)
+
+func (f roundTripperFunc) RoundTrip(r *http.Request) (*http.Response, error) { return f(r) }
 
 func injSetMesh(t *testing.T, c client.Client, spec v1alpha1.MeshSpec) {
 	t.Helper()
