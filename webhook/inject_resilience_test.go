@@ -442,3 +442,32 @@ func TestInjectorGatewayRuleIsTheSharedOne(t *testing.T) {
 		})
 	}
 }
+
+func TestCacheStateReadsANamespaceTheCacheDoesNotHoldYetLive(t *testing.T) {
+	scheme := runtime.NewScheme()
+	require.NoError(t, corev1.AddToScheme(scheme))
+	fresh := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "fresh", Labels: map[string]string{"istio-injection": "enabled"}}}
+	tests := map[string]struct {
+		live      client.Reader
+		wantFound bool
+	}{
+		"a namespace created a moment ago is read live": {
+			live: fake.NewClientBuilder().WithScheme(scheme).WithObjects(fresh).Build(), wantFound: true,
+		},
+		"without a live reader the namespace is absent": {},
+		"a namespace that exists nowhere is absent": {
+			live: fake.NewClientBuilder().WithScheme(scheme).Build(),
+		},
+	}
+	for name, tc := range tests {
+		t.Run(name, func(t *testing.T) {
+			s := &CacheState{reader: fake.NewClientBuilder().WithScheme(scheme).Build(), live: tc.live}
+			labels, found, err := s.NamespaceLabels(context.Background(), "fresh")
+			require.NoError(t, err)
+			assert.Equal(t, tc.wantFound, found)
+			if tc.wantFound {
+				assert.Equal(t, "enabled", labels["istio-injection"])
+			}
+		})
+	}
+}

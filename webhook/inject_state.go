@@ -23,18 +23,22 @@ import (
 // private snapshot.
 type CacheState struct {
 	reader client.Reader
+	live   client.Reader
 }
 
 // NewCacheState returns a State backed by c. It registers the Mesh and
 // Namespace informers up front, so that the first admission request does not
-// wait for an informer to start; c's scheme must know v1alpha1.
-func NewCacheState(ctx context.Context, c cache.Cache) (*CacheState, error) {
+// wait for an informer to start; c's scheme must know v1alpha1. live, when
+// not nil, is read (an API call) only when the cache does not hold a pod's
+// namespace yet: a pod created right after its namespace would otherwise be
+// refused until the informer catches up.
+func NewCacheState(ctx context.Context, c cache.Cache, live client.Reader) (*CacheState, error) {
 	for _, obj := range []client.Object{&v1alpha1.Mesh{}, &corev1.Namespace{}} {
 		if _, err := c.GetInformer(ctx, obj); err != nil {
 			return nil, fmt.Errorf("cache state: informer for %T: %w", obj, err)
 		}
 	}
-	return &CacheState{reader: c}, nil
+	return &CacheState{reader: c, live: live}, nil
 }
 
 // Mesh returns the Mesh "default" from the cache, or nil when none exists.
@@ -51,12 +55,16 @@ func (s *CacheState) Mesh(ctx context.Context) (*v1alpha1.Mesh, error) {
 	return &m, nil
 }
 
-// NamespaceLabels returns the labels of the named namespace from the cache,
-// and false when the cache does not hold it. Any error other than NotFound
-// is returned.
+// NamespaceLabels returns the labels of the named namespace from the cache
+// (or, on a cache miss, from the live reader), and false when neither holds
+// it. Any error other than NotFound is returned.
 func (s *CacheState) NamespaceLabels(ctx context.Context, name string) (map[string]string, bool, error) {
 	var ns corev1.Namespace
-	if err := s.reader.Get(ctx, client.ObjectKey{Name: name}, &ns, noDeepCopy); err != nil {
+	err := s.reader.Get(ctx, client.ObjectKey{Name: name}, &ns, noDeepCopy)
+	if apierrors.IsNotFound(err) && s.live != nil {
+		err = s.live.Get(ctx, client.ObjectKey{Name: name}, &ns)
+	}
+	if err != nil {
 		if apierrors.IsNotFound(err) {
 			return nil, false, nil
 		}

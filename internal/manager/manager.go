@@ -175,7 +175,7 @@ func managerOptions(logger logr.Logger, scheme *runtime.Scheme, opts Options) ct
 
 // setupWebhooks registers the three admission endpoints.
 func setupWebhooks(ctx context.Context, mgr ctrl.Manager, opts Options) error {
-	state, err := webhook.NewCacheState(ctx, mgr.GetCache())
+	state, err := webhook.NewCacheState(ctx, mgr.GetCache(), mgr.GetAPIReader())
 	if err != nil {
 		return fmt.Errorf("injector state: %w", err)
 	}

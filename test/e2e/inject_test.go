@@ -83,7 +83,7 @@ func TestInjectorThroughTheAPIServer(t *testing.T) {
 	require.NoError(t, err)
 	cctx, stop := context.WithCancel(ctx)
 	t.Cleanup(stop)
-	state, err := webhook.NewCacheState(cctx, informers)
+	state, err := webhook.NewCacheState(cctx, informers, nil)
 	require.NoError(t, err)
 	_, err = informers.GetInformer(cctx, &corev1.ConfigMap{})
 	require.NoError(t, err)
