@@ -51,7 +51,11 @@ func (g *globals) addFlags(cmd *cobra.Command) {
 	f.StringVar(&g.kubeconfig, "kubeconfig", "", "path to the kubeconfig file (default: $KUBECONFIG or ~/.kube/config)")
 	f.StringVar(&g.context, "context", "", "the kubeconfig context to use")
 	f.StringVarP(&g.output, "output", "o", outputTable, "output format: table, json or yaml")
-	f.StringVar(&g.ownNamespace, "meshrev-namespace", defaultOwnNamespace, "the namespace meshrev runs in (never injected)")
+	own := defaultOwnNamespace
+	if env := os.Getenv("MESHREV_NAMESPACE"); env != "" {
+		own = env
+	}
+	f.StringVar(&g.ownNamespace, "meshrev-namespace", own, "the namespace meshrev is installed in, never injected (default from $MESHREV_NAMESPACE)")
 	cmd.PersistentPreRunE = func(*cobra.Command, []string) error { return g.validate() }
 }
 
