@@ -811,15 +811,7 @@ func chartCleanupIn(t *testing.T, c client.Client, ns string, installed bool) {
 
 // managerBinary builds cmd/meshrev-manager into the test's temp dir.
 func managerBinary(t *testing.T) string {
-	t.Helper()
-	root, err := cluster.RepoRoot()
-	require.NoError(t, err)
-	bin := filepath.Join(t.TempDir(), "meshrev-manager")
-	build := exec.CommandContext(t.Context(), "go", "build", "-o", bin, "./cmd/meshrev-manager")
-	build.Dir = root
-	out, err := build.CombinedOutput()
-	require.NoError(t, err, "go build ./cmd/meshrev-manager:\n%s", out)
-	return bin
+	return buildBinary(t, "./cmd/meshrev-manager", "meshrev-manager")
 }
 
 // serviceAccountKubeconfig writes a kubeconfig that authenticates with a

@@ -41,15 +41,19 @@ const cliTimeout = 3 * time.Minute
 
 // cliBinary builds cmd/meshrev into the test's temp dir under the kubectl
 // plugin name, so that the tests also run it as "kubectl meshrev".
-func cliBinary(t *testing.T) string {
+func cliBinary(t *testing.T) string { return buildBinary(t, "./cmd/meshrev", "kubectl-meshrev") }
+
+// buildBinary builds the main package pkg of the repository into the test's
+// temp dir as name.
+func buildBinary(t *testing.T, pkg, name string) string {
 	t.Helper()
 	root, err := cluster.RepoRoot()
 	require.NoError(t, err)
-	bin := filepath.Join(t.TempDir(), "kubectl-meshrev")
-	build := exec.CommandContext(t.Context(), "go", "build", "-o", bin, "./cmd/meshrev")
+	bin := filepath.Join(t.TempDir(), name)
+	build := exec.CommandContext(t.Context(), "go", "build", "-o", bin, pkg)
 	build.Dir = root
 	out, err := build.CombinedOutput()
-	require.NoError(t, err, "go build ./cmd/meshrev:\n%s", out)
+	require.NoError(t, err, "go build %s:\n%s", pkg, out)
 	return bin
 }
 
