@@ -271,6 +271,9 @@ func (r *Rotator) ensureSecret(ctx context.Context) (*Bundle, time.Time, error) 
 			}
 		}
 		sec.Data = next.Data()
+		if err := r.setOwner(ctx, &sec); err != nil {
+			return nil, time.Time{}, err
+		}
 		if plan.Action == ActionNewCA {
 			metav1.SetMetaDataAnnotation(&sec.ObjectMeta, AnnotationCASince, now.UTC().Format(time.RFC3339))
 		}
@@ -427,4 +430,35 @@ func setCABundle(cc *admissionregistrationv1.WebhookClientConfig, caBundle []byt
 	}
 	cc.CABundle = slices.Clone(caBundle)
 	return true
+}
+
+// setOwner makes the ValidatingWebhookConfiguration the certificate Secret's
+// owner, so that removing meshrev (helm uninstall deletes the configuration)
+// lets the garbage collector remove the Secret too: the chart cannot own a
+// Secret the manager creates. Without that configuration the Secret stays
+// unowned until a later write finds it.
+func (r *Rotator) setOwner(ctx context.Context, sec *corev1.Secret) error {
+	name := r.opts.ValidatingWebhookConfiguration
+	if name == "-" || name == "" {
+		return nil
+	}
+	var cfg admissionregistrationv1.ValidatingWebhookConfiguration
+	if err := r.client.Get(ctx, client.ObjectKey{Name: name}, &cfg); err != nil {
+		if apierrors.IsNotFound(err) {
+			return nil
+		}
+		return fmt.Errorf("read ValidatingWebhookConfiguration %s to own the certificate secret: %w", name, err)
+	}
+	for _, ref := range sec.OwnerReferences {
+		if ref.UID == cfg.UID {
+			return nil
+		}
+	}
+	sec.OwnerReferences = append(sec.OwnerReferences, metav1.OwnerReference{
+		APIVersion: admissionregistrationv1.SchemeGroupVersion.String(),
+		Kind:       "ValidatingWebhookConfiguration",
+		Name:       cfg.Name,
+		UID:        cfg.UID,
+	})
+	return nil
 }

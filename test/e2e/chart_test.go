@@ -427,6 +427,12 @@ func TestChartInstallRunsTheManagerWithItsOwnRBAC(t *testing.T) {
 		var secrets corev1.SecretList
 		require.NoError(t, c.List(ctx, &secrets, client.InNamespace(meshrevNamespace), client.MatchingLabels{"owner": "helm", "name": chartRelease}))
 		assert.Empty(t, secrets.Items, "Helm's release records are gone")
+		// The manager's certificate Secret is owned by the webhook
+		// configuration the chart removed: the garbage collector takes it.
+		require.Eventually(t, func() bool {
+			err := c.Get(ctx, client.ObjectKey{Namespace: meshrevNamespace, Name: "meshrev-webhook-tls"}, &corev1.Secret{})
+			return apierrors.IsNotFound(err)
+		}, time.Minute, 200*time.Millisecond, "the certificate Secret is garbage-collected with its owner")
 		// No webhook is left in the pod path: pods are created untouched.
 		got, _, err := createPod(t, app, testPod("after-uninstall", nil))
 		require.NoError(t, err)
