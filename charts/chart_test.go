@@ -397,6 +397,13 @@ func TestWebhookConfigurations(t *testing.T) {
 					target(w.ClientConfig, "/validate-namespace")
 					assert.Equal(t, admissionregistrationv1.Ignore, *w.FailurePolicy, "namespace warnings must never block a namespace change")
 					assert.Equal(t, []string{"namespaces"}, w.Rules[0].Resources)
+				case "templates.meshrev.io":
+					target(w.ClientConfig, "/validate-templates")
+					assert.Equal(t, admissionregistrationv1.Fail, *w.FailurePolicy)
+					assert.Equal(t, []string{"configmaps"}, w.Rules[0].Resources)
+					assert.Equal(t, map[string]string{"kubernetes.io/metadata.name": "meshrev-system"}, w.NamespaceSelector.MatchLabels)
+					assert.ElementsMatch(t, []admissionregistrationv1.OperationType{admissionregistrationv1.Create, admissionregistrationv1.Update, admissionregistrationv1.Delete}, w.Rules[0].Operations)
+					continue
 				}
 				assert.ElementsMatch(t, []admissionregistrationv1.OperationType{admissionregistrationv1.Create, admissionregistrationv1.Update}, w.Rules[0].Operations)
 			}
@@ -404,6 +411,7 @@ func TestWebhookConfigurations(t *testing.T) {
 			if tc.nsHookOn {
 				want = append(want, "namespace.meshrev.io")
 			}
+			want = append(want, "templates.meshrev.io")
 			assert.Equal(t, want, names)
 		})
 	}

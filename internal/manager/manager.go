@@ -1,7 +1,8 @@
 // Package manager runs meshrev-manager: one controller-runtime manager that
 // serves the admission webhooks (pod injection, Mesh validation, namespace
-// warnings) on every replica, runs the lifecycle controller on the elected
-// leader, and optionally keeps its own webhook certificates.
+// warnings, templates ConfigMap validation) on every replica, runs the
+// lifecycle controller on the elected leader, and optionally keeps its own
+// webhook certificates.
 package manager
 
 import (
@@ -173,7 +174,7 @@ func managerOptions(logger logr.Logger, scheme *runtime.Scheme, opts Options) ct
 	}
 }
 
-// setupWebhooks registers the three admission endpoints.
+// setupWebhooks registers the four admission endpoints.
 func setupWebhooks(ctx context.Context, mgr ctrl.Manager, opts Options) error {
 	state, err := webhook.NewCacheState(ctx, mgr.GetCache(), mgr.GetAPIReader())
 	if err != nil {
@@ -206,6 +207,15 @@ func setupWebhooks(ctx context.Context, mgr ctrl.Manager, opts Options) error {
 		OwnNamespace: opts.OwnNamespace,
 		Reader:       mgr.GetCache(),
 		Scheme:       mgr.GetScheme(),
+	}))
+	// Edits of the templates ConfigMaps after a revision is published are
+	// judged with the injector's own rendering.
+	srv.Register(PathValidateTemplates, webhook.NewTemplatesValidator(webhook.TemplatesValidatorOptions{
+		Namespace:         opts.OwnNamespace,
+		DefaultsConfigMap: opts.TemplatesConfigMap,
+		Reader:            mgr.GetCache(),
+		Injector:          injector,
+		Scheme:            mgr.GetScheme(),
 	}))
 	return nil
 }

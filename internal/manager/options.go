@@ -33,6 +33,7 @@ const (
 	PathInject            = "/inject"
 	PathValidateMesh      = "/validate-mesh"
 	PathValidateNamespace = "/validate-namespace"
+	PathValidateTemplates = "/validate-templates"
 )
 
 // Options configures [Run]. The zero value runs with the defaults against the

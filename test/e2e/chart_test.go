@@ -486,7 +486,7 @@ func webhookClientConfigs(t *testing.T, c client.Client) []admissionregistration
 	for _, w := range v.Webhooks {
 		out = append(out, w.ClientConfig)
 	}
-	require.Len(t, out, 6, "four injection webhooks, the Mesh validator and the namespace warnings")
+	require.Len(t, out, 7, "four injection webhooks, the Mesh validator, the namespace warnings and the templates validator")
 	return out
 }
 

@@ -573,7 +573,7 @@ func TestHarnessHelpers(t *testing.T) {
 			paths = append(paths, strings.TrimPrefix(*w.ClientConfig.URL, "https://127.0.0.1:1234"))
 		}
 		slices.Sort(paths)
-		assert.Equal(t, []string{"/validate-mesh", "/validate-namespace"}, paths)
+		assert.Equal(t, []string{"/validate-mesh", "/validate-namespace", "/validate-templates"}, paths)
 	})
 	t.Run("podRevisions lists live pods with their revision", func(t *testing.T) {
 		ns := NewNamespace(t, "helpers", nil)
