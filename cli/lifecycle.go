@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"strings"
 
 	"github.com/spf13/cobra"
@@ -239,46 +240,31 @@ After a promotion the upgrade can no longer be revoked.`,
 }
 
 func (o *stepOptions) runPromote(ctx context.Context) error {
-	c, err := o.Client()
-	if err != nil {
-		return err
-	}
-	m, err := getMesh(ctx, c)
-	if err != nil {
-		return fmt.Errorf("promote: %w", err)
-	}
-	canary, stable := m.Spec.Canary, m.Spec.Stable
-	if canary == "" {
-		return fmt.Errorf("promote: no canary is deployed, nothing to promote (stable is %s); deploy one first (meshrev canary deploy VERSION)", stable)
-	}
-	if err := o.confirmer().confirm(o.yes, "promote", fmt.Sprintf(
-		"Promote canary %s to stable (replacing %s)? After a promotion the upgrade cannot be revoked.", canary, stable)); err != nil {
-		return err
-	}
-	m, err = updateMesh(ctx, c, func(m *v1alpha1.Mesh) error {
-		if m.Spec.Canary != canary {
-			return fmt.Errorf("the Mesh changed meanwhile: canary is now %q; run meshrev status and decide again", m.Spec.Canary)
-		}
-		m.Spec.Stable, m.Spec.Canary = canary, ""
-		if o.force {
-			setForce(m)
-		}
-		return nil
+	return o.run(ctx, step{
+		verb: "promote",
+		target: func(m *v1alpha1.Mesh) (string, error) {
+			if m.Spec.Canary == "" {
+				return "", fmt.Errorf("no canary is deployed, nothing to promote (stable is %s); deploy one first (meshrev canary deploy VERSION)", m.Spec.Stable)
+			}
+			return m.Spec.Canary, nil
+		},
+		question: func(m *v1alpha1.Mesh, canary string) string {
+			return fmt.Sprintf("Promote canary %s to stable (replacing %s)? After a promotion the upgrade cannot be revoked.", canary, m.Spec.Stable)
+		},
+		apply: func(m *v1alpha1.Mesh, canary string) error {
+			if m.Spec.Canary != canary {
+				return fmt.Errorf("the Mesh changed meanwhile: canary is now %q; run meshrev status and decide again", m.Spec.Canary)
+			}
+			m.Spec.Stable, m.Spec.Canary = canary, ""
+			return nil
+		},
+		done: func(w io.Writer, before, after *v1alpha1.Mesh, canary string) {
+			fmt.Fprintf(w, "promoted %s to stable (was %s); namespaces labelled %s=%s are relabelled %s by the controller\n",
+				canary, before.Spec.Stable, revisions.LabelRev, revisions.TagCanary, revisions.TagStable)
+			next := revisions.Next(&after.Spec, v1alpha1.PhaseDataPlaneUpgrading)
+			fmt.Fprintf(w, "Next: %s\n  %s\n", next.Text, next.Command)
+		},
 	})
-	if o.force {
-		clearForce(ctx, c, o.streams.ErrOut)
-	}
-	if err != nil {
-		return fmt.Errorf("promote %s: %w", canary, err)
-	}
-	if o.output != outputTable {
-		return o.printMesh(m)
-	}
-	fmt.Fprintf(o.streams.Out, "promoted %s to stable (was %s); namespaces labelled %s=%s are relabelled %s by the controller\n",
-		canary, stable, revisions.LabelRev, revisions.TagCanary, revisions.TagStable)
-	next := revisions.Next(&m.Spec, v1alpha1.PhaseDataPlaneUpgrading)
-	fmt.Fprintf(o.streams.Out, "Next: %s\n  %s\n", next.Text, next.Command)
-	return nil
 }
 
 func newUnpublishCommand(g *globals) *cobra.Command {
@@ -297,46 +283,31 @@ The server refuses while a namespace pins it or pods still run its sidecar.`,
 }
 
 func (o *stepOptions) runUnpublish(ctx context.Context) error {
-	c, err := o.Client()
-	if err != nil {
-		return err
-	}
-	m, err := getMesh(ctx, c)
-	if err != nil {
-		return fmt.Errorf("unpublish: %w", err)
-	}
-	old := revisions.Previous(&m.Spec)
-	if old == "" {
-		return fmt.Errorf("unpublish: no revision other than stable %s and the canary is published, nothing to unpublish", m.Spec.Stable)
-	}
-	question := fmt.Sprintf("Unpublish revision %s and remove its control plane?", old)
-	if n := m.Status.DataPlane.Outdated; n > 0 {
-		question = fmt.Sprintf("Unpublish revision %s and remove its control plane? The last report counts %d outdated pods.", old, n)
-	}
-	if err := o.confirmer().confirm(o.yes, "unpublish", question); err != nil {
-		return err
-	}
-	m, err = updateMesh(ctx, c, func(m *v1alpha1.Mesh) error {
-		if now := revisions.Previous(&m.Spec); now != old {
-			return fmt.Errorf("the Mesh changed meanwhile: the old revision is now %q; run meshrev status and decide again", now)
-		}
-		m.Spec.Revisions = removeRevision(m.Spec.Revisions, old)
-		if o.force {
-			setForce(m)
-		}
-		return nil
+	return o.run(ctx, step{
+		verb: "unpublish",
+		target: func(m *v1alpha1.Mesh) (string, error) {
+			if old := revisions.Previous(&m.Spec); old != "" {
+				return old, nil
+			}
+			return "", fmt.Errorf("no revision other than stable %s and the canary is published, nothing to unpublish", m.Spec.Stable)
+		},
+		question: func(m *v1alpha1.Mesh, old string) string {
+			if n := m.Status.DataPlane.Outdated; n > 0 {
+				return fmt.Sprintf("Unpublish revision %s and remove its control plane? The last report counts %d outdated pods.", old, n)
+			}
+			return fmt.Sprintf("Unpublish revision %s and remove its control plane?", old)
+		},
+		apply: func(m *v1alpha1.Mesh, old string) error {
+			if now := revisions.Previous(&m.Spec); now != old {
+				return fmt.Errorf("the Mesh changed meanwhile: the old revision is now %q; run meshrev status and decide again", now)
+			}
+			m.Spec.Revisions = removeRevision(m.Spec.Revisions, old)
+			return nil
+		},
+		done: func(w io.Writer, _, after *v1alpha1.Mesh, old string) {
+			fmt.Fprintf(w, "unpublished %s; stable %s is the only revision left and the upgrade is complete\n", old, after.Spec.Stable)
+		},
 	})
-	if o.force {
-		clearForce(ctx, c, o.streams.ErrOut)
-	}
-	if err != nil {
-		return fmt.Errorf("unpublish %s: %w", old, err)
-	}
-	if o.output != outputTable {
-		return o.printMesh(m)
-	}
-	fmt.Fprintf(o.streams.Out, "unpublished %s; stable %s is the only revision left and the upgrade is complete\n", old, m.Spec.Stable)
-	return nil
 }
 
 func newRevokeCommand(g *globals) *cobra.Command {
@@ -356,36 +327,83 @@ first (meshrev namespace switch NS --to stable) and redeploy their workloads.`,
 }
 
 func (o *stepOptions) runRevoke(ctx context.Context) error {
+	return o.run(ctx, step{
+		verb: "revoke",
+		target: func(m *v1alpha1.Mesh) (string, error) {
+			if m.Spec.Canary == "" {
+				return "", fmt.Errorf("no canary is deployed, nothing to revoke (stable is %s)", m.Spec.Stable)
+			}
+			return m.Spec.Canary, nil
+		},
+		question: func(_ *v1alpha1.Mesh, canary string) string {
+			return fmt.Sprintf("Revoke canary %s and remove its control plane?", canary)
+		},
+		apply: func(m *v1alpha1.Mesh, canary string) error {
+			if m.Spec.Canary != canary {
+				return fmt.Errorf("the Mesh changed meanwhile: canary is now %q; run meshrev status and decide again", m.Spec.Canary)
+			}
+			m.Spec.Canary = ""
+			m.Spec.Revisions = removeRevision(m.Spec.Revisions, canary)
+			return nil
+		},
+		done: func(w io.Writer, _, after *v1alpha1.Mesh, canary string) {
+			fmt.Fprintf(w, "revoked canary %s; stable %s serves every namespace again\n", canary, after.Spec.Stable)
+		},
+	})
+}
+
+// step is one destructive lifecycle step: one update of the Mesh, confirmed
+// first. The rules are the server's; a step only says what it changes.
+type step struct {
+	// verb names the step in prompts and errors.
+	verb string
+	// target picks the revision the step acts on, or says why there is none.
+	target func(m *v1alpha1.Mesh) (string, error)
+	// question is the confirmation asked on a terminal.
+	question func(m *v1alpha1.Mesh, target string) string
+	// apply changes the Mesh; it refuses when the Mesh moved on since target was picked.
+	apply func(m *v1alpha1.Mesh, target string) error
+	// done reports the step in table output.
+	done func(w io.Writer, before, after *v1alpha1.Mesh, target string)
+}
+
+// run reads the Mesh, confirms, and takes the step in one update (retried on
+// conflict), with meshrev.io/force set in that same update when --force is given.
+func (o *stepOptions) run(ctx context.Context, s step) error {
 	c, err := o.Client()
 	if err != nil {
 		return err
 	}
-	m, err := getMesh(ctx, c)
+	before, err := getMesh(ctx, c)
 	if err != nil {
-		return fmt.Errorf("revoke: %w", err)
+		return fmt.Errorf("%s: %w", s.verb, err)
 	}
-	canary := m.Spec.Canary
-	if canary == "" {
-		return fmt.Errorf("revoke: no canary is deployed, nothing to revoke (stable is %s)", m.Spec.Stable)
+	target, err := s.target(before)
+	if err != nil {
+		return fmt.Errorf("%s: %w", s.verb, err)
 	}
-	if err := o.confirmer().confirm(o.yes, "revoke", fmt.Sprintf("Revoke canary %s and remove its control plane?", canary)); err != nil {
+	if err := o.confirmer().confirm(o.yes, s.verb, s.question(before, target)); err != nil {
 		return err
 	}
-	m, err = updateMesh(ctx, c, func(m *v1alpha1.Mesh) error {
-		if m.Spec.Canary != canary {
-			return fmt.Errorf("the Mesh changed meanwhile: canary is now %q; run meshrev status and decide again", m.Spec.Canary)
+	after, err := updateMesh(ctx, c, func(m *v1alpha1.Mesh) error {
+		if err := s.apply(m, target); err != nil {
+			return err
 		}
-		m.Spec.Canary = ""
-		m.Spec.Revisions = removeRevision(m.Spec.Revisions, canary)
+		if o.force {
+			setForce(m)
+		}
 		return nil
 	})
+	if o.force {
+		clearForce(ctx, c, o.streams.ErrOut)
+	}
 	if err != nil {
-		return fmt.Errorf("revoke %s: %w", canary, err)
+		return fmt.Errorf("%s %s: %w", s.verb, target, err)
 	}
 	if o.output != outputTable {
-		return o.printMesh(m)
+		return o.printMesh(after)
 	}
-	fmt.Fprintf(o.streams.Out, "revoked canary %s; stable %s serves every namespace again\n", canary, m.Spec.Stable)
+	s.done(o.streams.Out, before, after, target)
 	return nil
 }
 
