@@ -29,6 +29,14 @@ type Templates struct {
 	Gateway string
 }
 
+// text returns the template of key (sidecar or gateway).
+func (t Templates) text(key string) string {
+	if key == revisions.TemplateGateway {
+		return t.Gateway
+	}
+	return t.Sidecar
+}
+
 // DefaultTemplates returns the default templates embedded from the chart
 // (charts/meshrev/files/sidecar.tmpl and gateway.tmpl).
 func DefaultTemplates() Templates {
@@ -116,14 +124,22 @@ type configMapTemplates struct {
 var noDeepCopy = &client.GetOptions{UnsafeDisableDeepCopy: new(true)}
 
 func (s *configMapTemplates) Templates(ctx context.Context, rev *v1alpha1.Revision) (Templates, error) {
+	return s.with(ctx, rev, nil)
+}
+
+// with is Templates as they will be once candidate (when not nil) is
+// written: candidate is read in place of the stored ConfigMap of its name.
+// The templates validator judges an edit with it, through the same layering
+// injection uses.
+func (s *configMapTemplates) with(ctx context.Context, rev *v1alpha1.Revision, candidate *corev1.ConfigMap) (Templates, error) {
 	t := s.embedded
 	if s.opts.DefaultsConfigMap != "" {
-		if err := s.overlay(ctx, &t, s.opts.DefaultsConfigMap); err != nil {
+		if err := s.overlay(ctx, &t, s.opts.DefaultsConfigMap, candidate); err != nil {
 			return Templates{}, fmt.Errorf("default templates (--templates-configmap): %w", err)
 		}
 	}
 	if rev != nil && rev.Templates != "" {
-		if err := s.overlay(ctx, &t, rev.Templates); err != nil {
+		if err := s.overlay(ctx, &t, rev.Templates, candidate); err != nil {
 			return Templates{}, fmt.Errorf("templates of revision %s: %w", rev.Name, err)
 		}
 	}
@@ -149,13 +165,16 @@ func (s *configMapTemplates) TemplatesOrigin(rev *v1alpha1.Revision) string {
 	return "ConfigMaps " + strings.Join(names, " (over ") + ")"
 }
 
-func (s *configMapTemplates) overlay(ctx context.Context, t *Templates, name string) error {
-	var cm corev1.ConfigMap
-	if err := s.opts.Reader.Get(ctx, client.ObjectKey{Namespace: s.opts.Namespace, Name: name}, &cm, noDeepCopy); err != nil {
-		if apierrors.IsNotFound(err) {
-			return fmt.Errorf("ConfigMap %s/%s not found: create it with the keys %q and %q", s.opts.Namespace, name, revisions.TemplateSidecar, revisions.TemplateGateway)
+func (s *configMapTemplates) overlay(ctx context.Context, t *Templates, name string, candidate *corev1.ConfigMap) error {
+	cm := candidate
+	if cm == nil || cm.Name != name {
+		cm = &corev1.ConfigMap{}
+		if err := s.opts.Reader.Get(ctx, client.ObjectKey{Namespace: s.opts.Namespace, Name: name}, cm, noDeepCopy); err != nil {
+			if apierrors.IsNotFound(err) {
+				return fmt.Errorf("ConfigMap %s/%s not found: create it with the keys %q and %q", s.opts.Namespace, name, revisions.TemplateSidecar, revisions.TemplateGateway)
+			}
+			return fmt.Errorf("read ConfigMap %s/%s: %w", s.opts.Namespace, name, err)
 		}
-		return fmt.Errorf("read ConfigMap %s/%s: %w", s.opts.Namespace, name, err)
 	}
 	if v, ok := cm.Data[revisions.TemplateSidecar]; ok {
 		t.Sidecar = v

@@ -59,11 +59,17 @@ func NewTemplatesValidator(opts TemplatesValidatorOptions) *admission.Webhook {
 	if opts.Scheme == nil {
 		opts.Scheme = validatorScheme()
 	}
-	return &admission.Webhook{Handler: &templatesValidator{opts: opts, decoder: admission.NewDecoder(opts.Scheme)}}
+	// The same layering of ConfigMaps the injector's template source applies.
+	src := &configMapTemplates{
+		opts:     ConfigMapTemplatesOptions{Reader: opts.Reader, Namespace: opts.Namespace, DefaultsConfigMap: opts.DefaultsConfigMap},
+		embedded: DefaultTemplates(),
+	}
+	return &admission.Webhook{Handler: &templatesValidator{opts: opts, src: src, decoder: admission.NewDecoder(opts.Scheme)}}
 }
 
 type templatesValidator struct {
 	opts    TemplatesValidatorOptions
+	src     *configMapTemplates
 	decoder admission.Decoder
 }
 
@@ -141,13 +147,13 @@ func (v *templatesValidator) check(ctx context.Context, spec *v1alpha1.MeshSpec,
 		if !own && !isDefaults {
 			continue
 		}
+		// What the revision will inject once cm is written: a key of cm that
+		// another ConfigMap replaces for this revision is not judged here.
+		// When that layering cannot be read, cm's own keys are judged.
+		eff, effErr := v.src.with(ctx, &rev, cm)
 		for _, key := range []string{revisions.TemplateSidecar, revisions.TemplateGateway} {
 			text, ok := cm.Data[key]
-			if !ok {
-				continue
-			}
-			if !own && v.overridden(ctx, rev.Templates, key) {
-				// The revision's own ConfigMap replaces this default.
+			if !ok || (effErr == nil && eff.text(key) != text) {
 				continue
 			}
 			if err := v.opts.Injector.renderKey(&rev, key, text); err != nil {
@@ -157,21 +163,6 @@ func (v *templatesValidator) check(ctx context.Context, spec *v1alpha1.MeshSpec,
 		}
 	}
 	return msgs
-}
-
-// overridden says whether the revision's own templates ConfigMap name (in
-// the cache) has key, so that the defaults' key is not what the revision
-// injects. A ConfigMap that cannot be read does not override anything.
-func (v *templatesValidator) overridden(ctx context.Context, name, key string) bool {
-	if name == "" {
-		return false
-	}
-	var cm corev1.ConfigMap
-	if err := v.opts.Reader.Get(ctx, client.ObjectKey{Namespace: v.opts.Namespace, Name: name}, &cm, noDeepCopy); err != nil {
-		return false
-	}
-	_, ok := cm.Data[key]
-	return ok
 }
 
 // renderKey parses and renders the template text of key (sidecar or
