@@ -11,9 +11,9 @@ import (
 
 	"github.com/spf13/cobra"
 	corev1 "k8s.io/api/core/v1"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
+	"github.com/meshrev/meshrev/internal/readmodel"
 	"github.com/meshrev/meshrev/revisions"
 	"github.com/meshrev/meshrev/revisions/v1alpha1"
 )
@@ -132,28 +132,20 @@ func gatherStatus(ctx context.Context, c client.Reader, ownNamespace string) (*S
 	if err != nil {
 		return nil, err
 	}
-	var nsList corev1.NamespaceList
-	if err := c.List(ctx, &nsList); err != nil {
-		return nil, fmt.Errorf("list namespaces: %w", err)
+	labels, err := readmodel.Namespaces(ctx, c)
+	if err != nil {
+		return nil, err
 	}
-	pods := &metav1.PartialObjectMetadataList{}
-	pods.SetGroupVersionKind(corev1.SchemeGroupVersion.WithKind("PodList"))
-	if err := c.List(ctx, pods, client.HasLabels{revisions.LabelRevision}); err != nil {
-		return nil, fmt.Errorf("list injected pods: %w", err)
+	pods, err := readmodel.InjectedPods(ctx, c, false)
+	if err != nil {
+		return nil, err
 	}
 	counts := map[string]map[string]int32{}
-	for _, p := range pods.Items {
-		if p.DeletionTimestamp != nil {
-			continue
-		}
+	for _, p := range pods {
 		if counts[p.Namespace] == nil {
 			counts[p.Namespace] = map[string]int32{}
 		}
-		counts[p.Namespace][p.Labels[revisions.LabelRevision]]++
-	}
-	labels := map[string]map[string]string{}
-	for _, ns := range nsList.Items {
-		labels[ns.Name] = ns.Labels
+		counts[p.Namespace][p.Revision()]++
 	}
 	return buildStatusView(mesh, labels, counts, ownNamespace), nil
 }

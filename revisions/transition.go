@@ -34,18 +34,6 @@ const (
 	ActionEdit Action = "Edit"
 )
 
-// Facts are what the cluster says, gathered by the caller from its caches.
-type Facts struct {
-	// Namespaces maps each namespace name to its labels.
-	Namespaces map[string]map[string]string
-	// Pods maps a revision name to the pods ("namespace/name") that run its sidecar.
-	Pods map[string][]string
-	// ControlPlaneReady says, per revision, whether its control plane is
-	// available. A revision whose control plane meshrev does not run counts as
-	// ready; a revision missing from the map counts as not ready.
-	ControlPlaneReady map[string]bool
-}
-
 // Transition is an allowed lifecycle step.
 type Transition struct {
 	// Action is the step.
@@ -263,7 +251,7 @@ func validateRevoke(o *v1alpha1.MeshSpec, facts Facts) (Transition, field.ErrorL
 			c, nameFew(using, "namespace")+isAre(len(using)), first))}
 	}
 	t := Transition{Action: ActionRevoke, From: c, To: o.Stable}
-	if pods := facts.Pods[c]; len(pods) > 0 {
+	if pods := facts.PodsOf(c); len(pods) > 0 {
 		t.Warnings = append(t.Warnings, fmt.Sprintf("%s still run the sidecar of revoked revision %s and will lose their control plane; redeploy them (meshrev redeploy)", nameFew(pods, "pod"), c))
 	}
 	return t, nil
@@ -283,7 +271,7 @@ func validateUnpublish(old, updated *v1alpha1.Mesh, rev v1alpha1.Revision, facts
 			rev.Name, nameFew(pins, "namespace")+isAre(len(pins)), LabelRev, rev.Name, pins[0]))}
 	}
 	t := Transition{Action: ActionUnpublish, From: rev.Name, To: updated.Spec.Stable}
-	if pods := facts.Pods[rev.Name]; len(pods) > 0 {
+	if pods := facts.PodsOf(rev.Name); len(pods) > 0 {
 		msg := fmt.Sprintf("%s still run the sidecar of %s", nameFew(pods, "pod"), rev.Name)
 		if !forcedStep(old, updated) {
 			return Transition{}, field.ErrorList{field.Forbidden(path, fmt.Sprintf(

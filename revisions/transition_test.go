@@ -1,6 +1,7 @@
 package revisions
 
 import (
+	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
@@ -42,7 +43,8 @@ var (
 func TestValidateTransition(t *testing.T) {
 	withPods := Facts{
 		ControlPlaneReady: map[string]bool{"1-22-6": true, "1-23-6": true},
-		Pods:              map[string][]string{"1-22-6": {"bookinfo/reviews-v1-a", "bookinfo/reviews-v2-b", "bookinfo/ratings-c", "bookinfo/details-d", "bookinfo/productpage-e", "istio-system/ingress-f", "bookinfo/reviews-v3-g"}},
+		Pods: podsOf("1-22-6", "bookinfo/reviews-v1-a", "bookinfo/reviews-v2-b", "bookinfo/ratings-c", "bookinfo/details-d",
+			"bookinfo/productpage-e", "istio-system/ingress-f", "bookinfo/reviews-v3-g"),
 	}
 	cases := map[string]struct {
 		old, new   *v1alpha1.Mesh
@@ -154,7 +156,7 @@ func TestValidateTransition(t *testing.T) {
 		},
 		"revoke warns about pods still running the canary": {
 			old: withCanary, new: stableOnly,
-			facts:      Facts{Pods: map[string][]string{"1-23-6": {"default/reviews-v2-x"}}},
+			facts:      Facts{Pods: podsOf("1-23-6", "default/reviews-v2-x")},
 			wantAction: ActionRevoke, wantFrom: "1-23-6", wantTo: "1-22-6",
 			wantWarn: "1 pod (default/reviews-v2-x) still run the sidecar of revoked revision 1-23-6",
 		},
@@ -167,7 +169,7 @@ func TestValidateTransition(t *testing.T) {
 		},
 		"unpublish while pods run the revision is refused with a count and a few names": {
 			old: promoted, new: upgraded, facts: withPods,
-			wantErr: []string{"cannot unpublish 1-22-6: 7 pods (bookinfo/reviews-v1-a, bookinfo/reviews-v2-b, bookinfo/ratings-c, bookinfo/details-d, bookinfo/productpage-e, and 2 more) still run the sidecar of 1-22-6",
+			wantErr: []string{"cannot unpublish 1-22-6: 7 pods (bookinfo/details-d, bookinfo/productpage-e, bookinfo/ratings-c, bookinfo/reviews-v1-a, bookinfo/reviews-v2-b, and 2 more) still run the sidecar of 1-22-6",
 				"meshrev dataplane upgrade --all", "meshrev unpublish --force"},
 			wantField: "spec.revisions",
 		},
@@ -262,4 +264,14 @@ func TestPhaseAndNext(t *testing.T) {
 			assert.Contains(t, Next(c.spec, p).Command, c.wantCommand)
 		})
 	}
+}
+
+// podsOf makes the facts' pods "namespace/name" that run rev's sidecar.
+func podsOf(rev string, names ...string) []Pod {
+	var out []Pod
+	for _, n := range names {
+		ns, name, _ := strings.Cut(n, "/")
+		out = append(out, Pod{Namespace: ns, Name: name, Labels: map[string]string{LabelRevision: rev}})
+	}
+	return out
 }

@@ -13,8 +13,8 @@ import (
 	logf "sigs.k8s.io/controller-runtime/pkg/log"
 	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
 
+	"github.com/meshrev/meshrev/internal/readmodel"
 	"github.com/meshrev/meshrev/revisions"
-	"github.com/meshrev/meshrev/revisions/controller"
 	"github.com/meshrev/meshrev/revisions/v1alpha1"
 )
 
@@ -28,7 +28,7 @@ type RevisionValidator interface {
 // MeshValidatorOptions configures NewMeshValidator.
 type MeshValidatorOptions struct {
 	// Reader reads namespaces, pod metadata and control-plane Deployments:
-	// the manager's cache (controller.GatherFacts). Required.
+	// the manager's cache (readmodel.Read). Required.
 	Reader client.Reader
 	// MeshNamespace is where the control planes run; default istio-system.
 	MeshNamespace string
@@ -103,7 +103,7 @@ func (v *meshValidator) validate(ctx context.Context, old, m *v1alpha1.Mesh) (ad
 	if old != nil {
 		factsFor = old
 	}
-	facts, err := controller.GatherFacts(ctx, v.opts.Reader, factsFor, v.opts.MeshNamespace)
+	facts, err := readmodel.Read(ctx, v.opts.Reader, factsFor, v.opts.MeshNamespace)
 	if err != nil {
 		return nil, apierrors.NewInternalError(fmt.Errorf("validate mesh %s: %w", m.Name, err))
 	}

@@ -30,6 +30,7 @@ import (
 	crwebhook "sigs.k8s.io/controller-runtime/pkg/webhook"
 
 	"github.com/meshrev/meshrev/internal/pki"
+	"github.com/meshrev/meshrev/internal/readmodel"
 	"github.com/meshrev/meshrev/revisions"
 	"github.com/meshrev/meshrev/revisions/controller"
 	"github.com/meshrev/meshrev/revisions/v1alpha1"
@@ -95,7 +96,7 @@ func Run(ctx context.Context, opts Options) error {
 	}
 	// Every replica answers admission requests from these informers, not only
 	// the leader whose controller watches them: start them with the cache.
-	for _, obj := range []client.Object{&v1alpha1.Mesh{}, &corev1.Namespace{}, &corev1.ConfigMap{}, &appsv1.Deployment{}, controller.PodMeta()} {
+	for _, obj := range []client.Object{&v1alpha1.Mesh{}, &corev1.Namespace{}, &corev1.ConfigMap{}, &appsv1.Deployment{}, readmodel.PodMeta()} {
 		if _, err := mgr.GetCache().GetInformer(ctx, obj); err != nil {
 			return fmt.Errorf("register informer for %T: %w", obj, err)
 		}

@@ -27,6 +27,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/predicate"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
+	"github.com/meshrev/meshrev/internal/readmodel"
 	"github.com/meshrev/meshrev/revisions"
 	"github.com/meshrev/meshrev/revisions/v1alpha1"
 )
@@ -94,7 +95,7 @@ func Setup(mgr ctrl.Manager, opts Options) error {
 			return o.GetName() == v1alpha1.MeshName
 		}))).
 		Watches(&corev1.Namespace{}, enqueue, builder.WithPredicates(predicate.LabelChangedPredicate{})).
-		WatchesMetadata(PodMeta(), enqueue, builder.WithPredicates(injected)).
+		WatchesMetadata(readmodel.PodMeta(), enqueue, builder.WithPredicates(injected)).
 		Watches(&appsv1.Deployment{}, enqueue, builder.WithPredicates(controlPlane)).
 		Watches(&corev1.Service{}, enqueue, builder.WithPredicates(controlPlane)).
 		Complete(r)
@@ -120,11 +121,11 @@ func (r *Reconciler) Reconcile(ctx context.Context, req reconcile.Request) (reco
 		return reconcile.Result{}, err
 	}
 
-	snap, err := snapshot(ctx, r.client, &mesh, r.opts.MeshNamespace)
+	facts, err := readmodel.Read(ctx, r.client, &mesh, r.opts.MeshNamespace)
 	if err != nil {
 		return reconcile.Result{}, fmt.Errorf("read the cluster for mesh %s: %w", mesh.Name, err)
 	}
-	status, steps := ComputeStatus(&mesh, StatusInput{OwnNamespace: r.opts.OwnNamespace, HistoryLimit: r.opts.HistoryLimit, Now: r.now()}, snap)
+	status, steps := ComputeStatus(&mesh, StatusInput{OwnNamespace: r.opts.OwnNamespace, HistoryLimit: r.opts.HistoryLimit, Now: r.now()}, &facts)
 
 	// The steps (history, previous, recorded tags) are written before any
 	// relabel: the intent is on record first, and the relabel below is an
@@ -145,7 +146,7 @@ func (r *Reconciler) Reconcile(ctx context.Context, req reconcile.Request) (reco
 		r.recorder.Eventf(&mesh, nil, corev1.EventTypeNormal, s.Action, s.Action, "%s", describeStep(s))
 	}
 
-	if err := r.relabel(ctx, &mesh, PendingRelabel(&mesh.Spec, snap.Namespaces)); err != nil {
+	if err := r.relabel(ctx, &mesh, PendingRelabel(&mesh.Spec, facts.Namespaces)); err != nil {
 		if apierrors.IsConflict(err) {
 			// The cache was behind the namespace (or a person changed it):
 			// look again with fresh data rather than report an error.
@@ -230,7 +231,7 @@ func (r *Reconciler) reconcileControlPlanes(ctx context.Context, mesh *v1alpha1.
 			continue
 		}
 		want[rev.Name] = true
-		name := ControlPlaneName(rev.Name)
+		name := revisions.ControlPlaneName(rev.Name)
 		var existing appsv1.Deployment
 		err := r.client.Get(ctx, client.ObjectKey{Namespace: ns, Name: name}, &existing)
 		created := apierrors.IsNotFound(err)

@@ -1,6 +1,8 @@
 package controller
 
 import (
+	"strconv"
+
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
@@ -27,10 +29,6 @@ const (
 	FieldOwner = "meshrev-controller"
 )
 
-// ControlPlaneName is the name of the Deployment and Service that run a
-// revision's control plane: istiod-<revision>.
-func ControlPlaneName(revision string) string { return "istiod-" + revision }
-
 // controlPlanePort is one istiod port.
 type controlPlanePort struct {
 	name   string
@@ -41,10 +39,10 @@ type controlPlanePort struct {
 // controlPlanePorts are the istiod ports: xDS (plain and mTLS), the
 // injection/validation webhook behind 443, and monitoring.
 var controlPlanePorts = []controlPlanePort{
-	{name: "grpc-xds", port: 15010, target: 15010},
-	{name: "https-dns", port: 15012, target: 15012},
-	{name: "https-webhook", port: 443, target: 15017},
-	{name: "http-monitoring", port: 15014, target: 15014},
+	{name: "grpc-xds", port: revisions.PortXDS, target: revisions.PortXDS},
+	{name: "https-dns", port: revisions.PortXDSTLS, target: revisions.PortXDSTLS},
+	{name: "https-webhook", port: 443, target: revisions.PortWebhook},
+	{name: "http-monitoring", port: revisions.PortMonitoring, target: revisions.PortMonitoring},
 }
 
 // objectLabels are the labels of a revision's control-plane Deployment and Service.
@@ -91,7 +89,7 @@ func desiredDeployment(mesh *v1alpha1.Mesh, rev v1alpha1.Revision, namespace str
 	container := corev1ac.Container().
 		WithName("discovery").
 		WithImage(cp.Image).
-		WithArgs("discovery", "--monitoringAddr=:15014", "--log_output_level=default:info", "--domain", "cluster.local", "--keepaliveMaxServerConnectionAge", "30m").
+		WithArgs("discovery", "--monitoringAddr=:"+strconv.Itoa(revisions.PortMonitoring), "--log_output_level=default:info", "--domain", "cluster.local", "--keepaliveMaxServerConnectionAge", "30m").
 		WithEnv(
 			corev1ac.EnvVar().WithName("REVISION").WithValue(rev.Name),
 			corev1ac.EnvVar().WithName("POD_NAME").WithValueFrom(corev1ac.EnvVarSource().WithFieldRef(corev1ac.ObjectFieldSelector().WithFieldPath("metadata.name"))),
@@ -109,7 +107,7 @@ func desiredDeployment(mesh *v1alpha1.Mesh, rev v1alpha1.Revision, namespace str
 		container.WithPorts(corev1ac.ContainerPort().WithContainerPort(p.target).WithProtocol(corev1.ProtocolTCP))
 	}
 
-	return appsv1ac.Deployment(ControlPlaneName(rev.Name), namespace).
+	return appsv1ac.Deployment(revisions.ControlPlaneName(rev.Name), namespace).
 		WithLabels(objectLabels(rev.Name)).
 		WithOwnerReferences(meshOwner(mesh)).
 		WithSpec(appsv1ac.DeploymentSpec().
@@ -135,27 +133,8 @@ func desiredService(mesh *v1alpha1.Mesh, rev v1alpha1.Revision, namespace string
 	for _, p := range controlPlanePorts {
 		spec.WithPorts(corev1ac.ServicePort().WithName(p.name).WithPort(p.port).WithTargetPort(intstr.FromInt32(p.target)).WithProtocol(corev1.ProtocolTCP))
 	}
-	return corev1ac.Service(ControlPlaneName(rev.Name), namespace).
+	return corev1ac.Service(revisions.ControlPlaneName(rev.Name), namespace).
 		WithLabels(objectLabels(rev.Name)).
 		WithOwnerReferences(meshOwner(mesh)).
 		WithSpec(spec)
-}
-
-// DeploymentAvailable reports whether a control-plane Deployment serves: its
-// Available condition is True and at least one replica is available. A
-// Deployment scaled to zero is not available, whatever its condition says.
-func DeploymentAvailable(d *appsv1.Deployment) bool {
-	if d == nil || (d.Spec.Replicas != nil && *d.Spec.Replicas == 0) || d.Status.AvailableReplicas < 1 {
-		return false
-	}
-	// A condition older than the spec says nothing about the current spec's rollout.
-	if d.Status.ObservedGeneration < d.Generation {
-		return false
-	}
-	for _, c := range d.Status.Conditions {
-		if c.Type == appsv1.DeploymentAvailable {
-			return c.Status == corev1.ConditionTrue
-		}
-	}
-	return false
 }

@@ -1,7 +1,6 @@
 package controller
 
 import (
-	"cmp"
 	"fmt"
 	"maps"
 	"slices"
@@ -28,22 +27,7 @@ const (
 // DefaultHistoryLimit bounds status.history when Options.HistoryLimit is 0.
 const DefaultHistoryLimit = 50
 
-// Snapshot is what one reconcile read from the cluster: the inputs of the
-// status, gathered from the manager's cache.
-type Snapshot struct {
-	// Namespaces maps each namespace name to its labels.
-	Namespaces map[string]map[string]string
-	// Pods are the pods that carry the meshrev.io/revision label (metadata only).
-	Pods []metav1.PartialObjectMetadata
-	// ReplicaSetOwners maps "namespace/name" of a ReplicaSet to its
-	// controlling owner, so that a pod's top owner is its Deployment.
-	ReplicaSetOwners map[string]*metav1.OwnerReference
-	// ControlPlaneReady says, per published revision, whether its control
-	// plane is available (true for a revision without controlPlane).
-	ControlPlaneReady map[string]bool
-}
-
-// StatusInput is everything ComputeStatus needs besides the snapshot.
+// StatusInput is everything ComputeStatus needs besides the facts.
 type StatusInput struct {
 	// OwnNamespace is meshrev's namespace (never injected).
 	OwnNamespace string
@@ -54,14 +38,14 @@ type StatusInput struct {
 }
 
 // ComputeStatus derives the Mesh status from its spec, the status the
-// controller last wrote, and the snapshot. It returns the new status and the
+// controller last wrote, and the facts read from the cluster. It returns the new status and the
 // lifecycle steps it recorded in history (for events).
-func ComputeStatus(mesh *v1alpha1.Mesh, in StatusInput, snap Snapshot) (v1alpha1.MeshStatus, []v1alpha1.HistoryEntry) {
+func ComputeStatus(mesh *v1alpha1.Mesh, in StatusInput, facts *revisions.Facts) (v1alpha1.MeshStatus, []v1alpha1.HistoryEntry) {
 	spec := &mesh.Spec
 	steps := DetectSteps(spec, &mesh.Status, in.Now)
 
-	dp, podsByRev := DataPlaneReport(spec, in.OwnNamespace, snap)
-	nsByRev := namespacesByRevision(spec, in.OwnNamespace, snap.Namespaces)
+	dp, podsByRev := revisions.DataPlaneReport(spec, in.OwnNamespace, facts)
+	nsByRev := namespacesByRevision(spec, in.OwnNamespace, facts.Namespaces)
 
 	st := v1alpha1.MeshStatus{
 		ObservedGeneration: mesh.Generation,
@@ -74,7 +58,7 @@ func ComputeStatus(mesh *v1alpha1.Mesh, in StatusInput, snap Snapshot) (v1alpha1
 			Name:              r.Name,
 			Version:           r.Version,
 			Tags:              revisions.Tags(spec, r.Name),
-			ControlPlaneReady: snap.ControlPlaneReady[r.Name],
+			ControlPlaneReady: facts.ControlPlaneReady[r.Name],
 			Namespaces:        nsByRev[r.Name],
 			Pods:              podsByRev[r.Name],
 		})
@@ -90,7 +74,7 @@ func ComputeStatus(mesh *v1alpha1.Mesh, in StatusInput, snap Snapshot) (v1alpha1
 	}
 
 	st.Conditions = slices.Clone(mesh.Status.Conditions)
-	for _, c := range conditions(spec, st, PendingRelabel(spec, snap.Namespaces)) {
+	for _, c := range conditions(spec, st, PendingRelabel(spec, facts.Namespaces)) {
 		c.ObservedGeneration = mesh.Generation
 		c.LastTransitionTime = in.Now
 		meta.SetStatusCondition(&st.Conditions, c)
@@ -183,94 +167,6 @@ func namespacesByRevision(spec *v1alpha1.MeshSpec, ownNamespace string, namespac
 	return out
 }
 
-// Owner is a pod's top owner: the workload an upgrade restarts.
-type Owner struct {
-	// Kind is Deployment, StatefulSet, DaemonSet, another controller kind, or Pod for a bare pod.
-	Kind string
-	// Name of the owner.
-	Name string
-}
-
-// TopOwner follows a pod's controller reference to the workload that owns
-// it: ReplicaSet → its Deployment (through replicaSetOwners), StatefulSet,
-// DaemonSet, any other controller, or the pod itself when it has none.
-func TopOwner(pod *metav1.PartialObjectMetadata, replicaSetOwners map[string]*metav1.OwnerReference) Owner {
-	ref := metav1.GetControllerOfNoCopy(pod)
-	if ref == nil {
-		return Owner{Kind: "Pod", Name: pod.Name}
-	}
-	if ref.Kind == "ReplicaSet" && strings.HasPrefix(ref.APIVersion, "apps/") {
-		if up := replicaSetOwners[pod.Namespace+"/"+ref.Name]; up != nil {
-			return Owner{Kind: up.Kind, Name: up.Name}
-		}
-	}
-	return Owner{Kind: ref.Kind, Name: ref.Name}
-}
-
-// IsGateway reports whether a pod is a gateway, by the injector's own rule
-// (revisions.IsGateway).
-func IsGateway(labels, annotations map[string]string) bool {
-	return revisions.IsGateway(labels, annotations)
-}
-
-// DataPlaneReport counts the injected pods, decides for each whether it runs
-// the revision the decision table gives it today (revisions.Resolve, the
-// webhook's own function), and groups the outdated ones by top owner. It
-// also returns the number of pods per revision.
-func DataPlaneReport(spec *v1alpha1.MeshSpec, ownNamespace string, snap Snapshot) (v1alpha1.DataPlaneStatus, map[string]int32) {
-	var dp v1alpha1.DataPlaneStatus
-	perRev := map[string]int32{}
-	type key struct{ ns, kind, name string }
-	workloads := map[key]*v1alpha1.WorkloadStatus{}
-	for i := range snap.Pods {
-		pod := &snap.Pods[i]
-		have := pod.Labels[revisions.LabelRevision]
-		if have == "" {
-			continue
-		}
-		nsLabels, live := snap.Namespaces[pod.Namespace]
-		if !live {
-			// The namespace is being deleted (or is not in the cache yet):
-			// its pods go with it and are nobody's upgrade to do.
-			continue
-		}
-		dp.Pods++
-		perRev[have]++
-		// hostNetwork is irrelevant here: a pod that carries a sidecar was injected.
-		want := revisions.Resolve(spec, ownNamespace, revisions.Subject{
-			Namespace:       pod.Namespace,
-			NamespaceLabels: nsLabels,
-			Labels:          pod.Labels,
-			Annotations:     pod.Annotations,
-		}).RevisionName()
-		if want == have {
-			dp.UpToDate++
-			continue
-		}
-		dp.Outdated++
-		o := TopOwner(pod, snap.ReplicaSetOwners)
-		k := key{pod.Namespace, o.Kind, o.Name}
-		w := workloads[k]
-		if w == nil {
-			w = &v1alpha1.WorkloadStatus{Kind: o.Kind, Namespace: pod.Namespace, Name: o.Name, Want: want}
-			workloads[k] = w
-		}
-		w.Pods++
-		if !slices.Contains(w.Revisions, have) {
-			w.Revisions = append(w.Revisions, have)
-			slices.Sort(w.Revisions)
-		}
-		w.Gateway = w.Gateway || IsGateway(pod.Labels, pod.Annotations)
-	}
-	for _, w := range workloads {
-		dp.OutdatedWorkloads = append(dp.OutdatedWorkloads, *w)
-	}
-	slices.SortFunc(dp.OutdatedWorkloads, func(a, b v1alpha1.WorkloadStatus) int {
-		return cmp.Or(cmp.Compare(a.Namespace, b.Namespace), cmp.Compare(a.Kind, b.Kind), cmp.Compare(a.Name, b.Name))
-	})
-	return dp, perRev
-}
-
 // conditions computes Ready and Progressing (without times and generation).
 func conditions(spec *v1alpha1.MeshSpec, st v1alpha1.MeshStatus, pending []string) []metav1.Condition {
 	var notReady []string
@@ -286,7 +182,7 @@ func conditions(spec *v1alpha1.MeshSpec, st v1alpha1.MeshStatus, pending []strin
 		ready.Status, ready.Reason = metav1.ConditionFalse, "ControlPlaneNotReady"
 		names := make([]string, len(notReady))
 		for i, n := range notReady {
-			names[i] = fmt.Sprintf("%s (deployment %s)", n, ControlPlaneName(n))
+			names[i] = fmt.Sprintf("%s (deployment %s)", n, revisions.ControlPlaneName(n))
 		}
 		ready.Message = fmt.Sprintf("the control plane of %s is not available yet", strings.Join(names, ", "))
 	case len(pending) > 0:

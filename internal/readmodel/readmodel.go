@@ -1,0 +1,188 @@
+// Package readmodel reads meshrev's one model of the cluster, revisions.Facts
+// (namespaces and their labels, the injected pods with their top owners, the
+// readiness of each revision's control plane), from a controller-runtime
+// client.Reader: the manager's cache for the validating webhook and the
+// controller, the API server for the CLI. It decides nothing: the decisions
+// that read the facts live in package revisions.
+package readmodel
+
+import (
+	"context"
+	"fmt"
+	"strings"
+
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/meshrev/meshrev/revisions"
+	"github.com/meshrev/meshrev/revisions/v1alpha1"
+)
+
+// PodMeta returns an empty metadata-only pod: pods are read as
+// metav1.PartialObjectMetadata, because a cluster may have many and the
+// model needs only their labels, annotations and owners. It is also the
+// object the manager's cache must watch (builder.OnlyMetadata).
+func PodMeta() *metav1.PartialObjectMetadata {
+	p := &metav1.PartialObjectMetadata{}
+	p.SetGroupVersionKind(corev1.SchemeGroupVersion.WithKind("Pod"))
+	return p
+}
+
+// ReplicaSetMeta returns an empty metadata-only ReplicaSet (for the owner chain).
+func ReplicaSetMeta() *metav1.PartialObjectMetadata {
+	p := &metav1.PartialObjectMetadata{}
+	p.SetGroupVersionKind(appsv1.SchemeGroupVersion.WithKind("ReplicaSet"))
+	return p
+}
+
+// Read reads the facts from r. mesh (may be nil) names the revisions whose
+// control-plane readiness is read in meshNamespace.
+func Read(ctx context.Context, r client.Reader, mesh *v1alpha1.Mesh, meshNamespace string) (revisions.Facts, error) {
+	var facts revisions.Facts
+	var err error
+	if facts.Namespaces, err = Namespaces(ctx, r); err != nil {
+		return revisions.Facts{}, err
+	}
+	if facts.Pods, err = InjectedPods(ctx, r, true); err != nil {
+		return revisions.Facts{}, err
+	}
+	if facts.ControlPlaneReady, err = ControlPlaneReadiness(ctx, r, mesh, meshNamespace); err != nil {
+		return revisions.Facts{}, err
+	}
+	return facts, nil
+}
+
+// Namespaces maps every live namespace to its labels; a terminating one
+// takes no new pods and is left out.
+func Namespaces(ctx context.Context, r client.Reader) (map[string]map[string]string, error) {
+	var list corev1.NamespaceList
+	if err := r.List(ctx, &list); err != nil {
+		return nil, fmt.Errorf("list namespaces: %w", err)
+	}
+	out := make(map[string]map[string]string, len(list.Items))
+	for _, ns := range list.Items {
+		if ns.DeletionTimestamp != nil {
+			continue
+		}
+		out[ns.Name] = ns.Labels
+	}
+	return out, nil
+}
+
+// InjectedPods lists the live pods that carry the meshrev.io/revision label
+// (metadata only). With owners, each pod gets its top owner, at the cost of
+// one metadata list of ReplicaSets per namespace that has a ReplicaSet-owned
+// pod; without, Owner is left empty.
+func InjectedPods(ctx context.Context, r client.Reader, owners bool) ([]revisions.Pod, error) {
+	list := &metav1.PartialObjectMetadataList{}
+	list.SetGroupVersionKind(corev1.SchemeGroupVersion.WithKind("PodList"))
+	if err := r.List(ctx, list, client.HasLabels{revisions.LabelRevision}); err != nil {
+		return nil, fmt.Errorf("list pods with label %s: %w", revisions.LabelRevision, err)
+	}
+	// Only the ReplicaSets of namespaces with a ReplicaSet-owned pod matter.
+	rsOwners := map[string]*metav1.OwnerReference{}
+	listed := map[string]bool{}
+	out := make([]revisions.Pod, 0, len(list.Items))
+	for i := range list.Items {
+		p := &list.Items[i]
+		// A terminating pod is on its way out: an upgrade does not wait for it.
+		if p.DeletionTimestamp != nil {
+			continue
+		}
+		if ref := metav1.GetControllerOfNoCopy(p); ref != nil && ref.Kind == "ReplicaSet" && owners && !listed[p.Namespace] {
+			listed[p.Namespace] = true
+			if err := replicaSetOwners(ctx, r, p.Namespace, rsOwners); err != nil {
+				return nil, err
+			}
+		}
+		pod := revisions.Pod{Namespace: p.Namespace, Name: p.Name, Labels: p.Labels, Annotations: p.Annotations}
+		if owners {
+			pod.Owner = TopOwner(p, rsOwners)
+		}
+		out = append(out, pod)
+	}
+	return out, nil
+}
+
+// replicaSetOwners adds the controlling owner of every ReplicaSet of
+// namespace to owners, keyed "namespace/name".
+func replicaSetOwners(ctx context.Context, r client.Reader, namespace string, owners map[string]*metav1.OwnerReference) error {
+	list := &metav1.PartialObjectMetadataList{}
+	list.SetGroupVersionKind(appsv1.SchemeGroupVersion.WithKind("ReplicaSetList"))
+	if err := r.List(ctx, list, client.InNamespace(namespace)); err != nil {
+		return fmt.Errorf("list replicasets in %s: %w", namespace, err)
+	}
+	for i := range list.Items {
+		rs := &list.Items[i]
+		if ref := metav1.GetControllerOf(rs); ref != nil {
+			owners[rs.Namespace+"/"+rs.Name] = ref
+		}
+	}
+	return nil
+}
+
+// TopOwner follows a pod's controller reference to the workload that owns
+// it: ReplicaSet → its Deployment (through replicaSetOwners, keyed
+// "namespace/name"), StatefulSet, DaemonSet, any other controller, or the
+// pod itself when it has none.
+func TopOwner(pod *metav1.PartialObjectMetadata, replicaSetOwners map[string]*metav1.OwnerReference) revisions.Owner {
+	ref := metav1.GetControllerOfNoCopy(pod)
+	if ref == nil {
+		return revisions.Owner{Kind: "Pod", Name: pod.Name}
+	}
+	if ref.Kind == "ReplicaSet" && strings.HasPrefix(ref.APIVersion, "apps/") {
+		if up := replicaSetOwners[pod.Namespace+"/"+ref.Name]; up != nil {
+			return revisions.Owner{Kind: up.Kind, Name: up.Name}
+		}
+	}
+	return revisions.Owner{Kind: ref.Kind, Name: ref.Name}
+}
+
+// ControlPlaneReadiness reports, per revision of mesh, whether its control
+// plane (Deployment istiod-<revision> in meshNamespace) is available; a
+// revision whose control plane meshrev does not run counts as ready.
+func ControlPlaneReadiness(ctx context.Context, r client.Reader, mesh *v1alpha1.Mesh, meshNamespace string) (map[string]bool, error) {
+	out := map[string]bool{}
+	if mesh == nil {
+		return out, nil
+	}
+	for _, rev := range mesh.Spec.Revisions {
+		if rev.ControlPlane == nil {
+			out[rev.Name] = true
+			continue
+		}
+		name := revisions.ControlPlaneName(rev.Name)
+		var d appsv1.Deployment
+		err := r.Get(ctx, client.ObjectKey{Namespace: meshNamespace, Name: name}, &d)
+		switch {
+		case apierrors.IsNotFound(err):
+			out[rev.Name] = false
+		case err != nil:
+			return nil, fmt.Errorf("get control plane deployment %s/%s: %w", meshNamespace, name, err)
+		default:
+			out[rev.Name] = DeploymentAvailable(&d)
+		}
+	}
+	return out, nil
+}
+
+// DeploymentAvailable reports whether d has rolled out its current spec and
+// has at least one available replica (a Deployment scaled to zero is not).
+func DeploymentAvailable(d *appsv1.Deployment) bool {
+	if d == nil || (d.Spec.Replicas != nil && *d.Spec.Replicas == 0) || d.Status.AvailableReplicas < 1 {
+		return false
+	}
+	// A condition older than the spec says nothing about the current spec's rollout.
+	if d.Status.ObservedGeneration < d.Generation {
+		return false
+	}
+	for _, c := range d.Status.Conditions {
+		if c.Type == appsv1.DeploymentAvailable {
+			return c.Status == corev1.ConditionTrue
+		}
+	}
+	return false
+}

@@ -1,0 +1,136 @@
+package revisions
+
+import (
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+
+	"github.com/meshrev/meshrev/revisions/v1alpha1"
+)
+
+// reportSpec is a Mesh spec publishing the revisions named.
+func reportSpec(stable, canary string, names ...string) v1alpha1.MeshSpec {
+	s := v1alpha1.MeshSpec{Stable: stable, Canary: canary}
+	for _, n := range names {
+		v, err := VersionFromRevisionName(n)
+		if err != nil {
+			panic(err)
+		}
+		s.Revisions = append(s.Revisions, v1alpha1.Revision{Name: n, Version: v.String()})
+	}
+	return s
+}
+
+// pod is an injected pod of the facts.
+func pod(ns, name, revision string, owner Owner, labels, annotations map[string]string) Pod {
+	p := Pod{Namespace: ns, Name: name, Labels: map[string]string{}, Annotations: annotations, Owner: owner}
+	for k, v := range labels {
+		p.Labels[k] = v
+	}
+	if revision != "" {
+		p.Labels[LabelRevision] = revision
+	}
+	return p
+}
+
+func TestDataPlaneReport(t *testing.T) {
+	promoted := reportSpec("1-23-6", "", "1-22-6", "1-23-6")
+	canary := reportSpec("1-22-6", "1-23-6", "1-22-6", "1-23-6")
+	tests := map[string]struct {
+		spec       v1alpha1.MeshSpec
+		namespaces map[string]map[string]string
+		pods       []Pod
+		want       v1alpha1.DataPlaneStatus
+		perRev     map[string]int32
+	}{
+		"after a promotion pods of the old stable are outdated and grouped by Deployment across ReplicaSets": {
+			spec:       promoted,
+			namespaces: map[string]map[string]string{"shop": {LabelInjection: "enabled"}},
+			pods: []Pod{
+				pod("shop", "reviews-v1-aaa-1", "1-22-6", Owner{Kind: "Deployment", Name: "reviews-v1"}, nil, nil),
+				pod("shop", "reviews-v1-bbb-1", "1-22-6", Owner{Kind: "Deployment", Name: "reviews-v1"}, nil, nil),
+				pod("shop", "ratings-ccc-1", "1-23-6", Owner{Kind: "Deployment", Name: "ratings"}, nil, nil),
+				pod("shop", "mysql-0", "1-22-6", Owner{Kind: "StatefulSet", Name: "mysql"}, nil, nil),
+			},
+			want: v1alpha1.DataPlaneStatus{Pods: 4, UpToDate: 1, Outdated: 3, OutdatedWorkloads: []v1alpha1.WorkloadStatus{
+				{Kind: "Deployment", Namespace: "shop", Name: "reviews-v1", Revisions: []string{"1-22-6"}, Want: "1-23-6", Pods: 2},
+				{Kind: "StatefulSet", Namespace: "shop", Name: "mysql", Revisions: []string{"1-22-6"}, Want: "1-23-6", Pods: 1},
+			}},
+			perRev: map[string]int32{"1-22-6": 3, "1-23-6": 1},
+		},
+		"gateways are marked by label or by template annotation": {
+			spec:       promoted,
+			namespaces: map[string]map[string]string{"gw": {LabelRev: "stable"}},
+			pods: []Pod{
+				pod("gw", "ingressgateway-ddd-1", "1-22-6", Owner{Kind: "Deployment", Name: "ingressgateway"}, map[string]string{LabelIstio: "ingressgateway"}, nil),
+				pod("gw", "custom-gw", "1-22-6", Owner{Kind: "Pod", Name: "custom-gw"}, nil, map[string]string{AnnotationTemplates: "gateway"}),
+				pod("gw", "plain", "1-22-6", Owner{Kind: "Pod", Name: "plain"}, nil, nil),
+			},
+			want: v1alpha1.DataPlaneStatus{Pods: 3, Outdated: 3, OutdatedWorkloads: []v1alpha1.WorkloadStatus{
+				{Kind: "Deployment", Namespace: "gw", Name: "ingressgateway", Revisions: []string{"1-22-6"}, Want: "1-23-6", Pods: 1, Gateway: true},
+				{Kind: "Pod", Namespace: "gw", Name: "custom-gw", Revisions: []string{"1-22-6"}, Want: "1-23-6", Pods: 1, Gateway: true},
+				{Kind: "Pod", Namespace: "gw", Name: "plain", Revisions: []string{"1-22-6"}, Want: "1-23-6", Pods: 1},
+			}},
+			perRev: map[string]int32{"1-22-6": 3},
+		},
+		"during a canary a canary namespace's canary pods and a stable namespace's stable pods are all up to date": {
+			spec: canary,
+			namespaces: map[string]map[string]string{
+				"shop": {LabelRev: "canary"},
+				"web":  {LabelInjection: "enabled"},
+			},
+			pods: []Pod{
+				pod("shop", "reviews-v2-1", "1-23-6", Owner{Kind: "Pod", Name: "reviews-v2-1"}, nil, nil),
+				pod("web", "productpage-1", "1-22-6", Owner{Kind: "Pod", Name: "productpage-1"}, nil, nil),
+				pod("shop", "details-1", "1-22-6", Owner{Kind: "Pod", Name: "details-1"}, nil, nil),
+			},
+			want: v1alpha1.DataPlaneStatus{Pods: 3, UpToDate: 2, Outdated: 1, OutdatedWorkloads: []v1alpha1.WorkloadStatus{
+				{Kind: "Pod", Namespace: "shop", Name: "details-1", Revisions: []string{"1-22-6"}, Want: "1-23-6", Pods: 1},
+			}},
+			perRev: map[string]int32{"1-22-6": 2, "1-23-6": 1},
+		},
+		"a pod that pins a revision with its own label is up to date on it": {
+			spec:       promoted,
+			namespaces: map[string]map[string]string{"shop": {LabelInjection: "enabled"}},
+			pods: []Pod{
+				pod("shop", "pinned", "1-22-6", Owner{Kind: "Pod", Name: "pinned"}, map[string]string{LabelRev: "1-22-6"}, nil),
+			},
+			want:   v1alpha1.DataPlaneStatus{Pods: 1, UpToDate: 1},
+			perRev: map[string]int32{"1-22-6": 1},
+		},
+		"a sidecar pod in a namespace that no longer asks for injection is outdated with no wanted revision": {
+			spec:       promoted,
+			namespaces: map[string]map[string]string{"shop": {}},
+			pods:       []Pod{pod("shop", "left", "1-23-6", Owner{Kind: "Pod", Name: "left"}, nil, nil)},
+			want: v1alpha1.DataPlaneStatus{Pods: 1, Outdated: 1, OutdatedWorkloads: []v1alpha1.WorkloadStatus{
+				{Kind: "Pod", Namespace: "shop", Name: "left", Revisions: []string{"1-23-6"}, Want: "", Pods: 1},
+			}},
+			perRev: map[string]int32{"1-23-6": 1},
+		},
+		"pods of a namespace being deleted are left out of the report": {
+			spec:       promoted,
+			namespaces: map[string]map[string]string{"shop": nil},
+			pods: []Pod{
+				pod("terminating", "a", "1-22-6", Owner{Kind: "Pod", Name: "a"}, nil, nil),
+				pod("shop", "b", "1-23-6", Owner{Kind: "Pod", Name: "b"}, map[string]string{LabelSidecarInject: "true"}, nil),
+			},
+			want:   v1alpha1.DataPlaneStatus{Pods: 1, UpToDate: 1},
+			perRev: map[string]int32{"1-23-6": 1},
+		},
+		"a namespace still labelled canary after a promotion resolves to stable, so its new pods are up to date": {
+			spec:       promoted,
+			namespaces: map[string]map[string]string{"shop": {LabelRev: "canary"}},
+			pods:       []Pod{pod("shop", "reviews-v2-1", "1-23-6", Owner{Kind: "Pod", Name: "reviews-v2-1"}, nil, nil)},
+			want:       v1alpha1.DataPlaneStatus{Pods: 1, UpToDate: 1},
+			perRev:     map[string]int32{"1-23-6": 1},
+		},
+	}
+	for name, tc := range tests {
+		t.Run(name, func(t *testing.T) {
+			dp, perRev := DataPlaneReport(&tc.spec, "meshrev-system", &Facts{Namespaces: tc.namespaces, Pods: tc.pods})
+			assert.Equal(t, tc.want, dp)
+			assert.Equal(t, tc.perRev, perRev)
+		})
+	}
+}
+
