@@ -1,5 +1,5 @@
 // Package cli is meshrev's command line: the canary-upgrade workflow of
-// DESIGN.md as verbs (status, canary deploy, namespace switch, redeploy,
+// docs/design.md ("The CLI") as verbs (status, canary deploy, namespace switch, redeploy,
 // verify, promote, dataplane upgrade, unpublish, revoke). Every verb is a thin
 // layer over the Kubernetes API: the rules live in package revisions and are
 // enforced by meshrev's validating webhook, whose refusals are printed as the

@@ -11,7 +11,7 @@ import (
 // Reason is why the decision table decided as it did: one code per row.
 type Reason string
 
-// The reasons, in the order of the decision table (DESIGN.md):
+// The reasons, in the order of the decision table (docs/design.md, "The decision table"):
 //
 //	#  condition                                         result
 //	1  system or meshrev namespace                       skip      SystemNamespace
@@ -82,7 +82,7 @@ func (d Decision) RevisionName() string {
 	return d.Revision.Name
 }
 
-// Resolve applies the decision table of DESIGN.md to a pod. mesh may be nil
+// Resolve applies the decision table of docs/design.md to a pod. mesh may be nil
 // when no Mesh exists yet; ownNamespace is meshrev's own namespace, never
 // injected. It is the one implementation of the table: the webhook, the
 // controller's data-plane report and the CLI's check-inject all call it.

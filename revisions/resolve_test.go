@@ -54,7 +54,7 @@ var (
 )
 
 // The expected outcome of every combination, written out by hand from
-// DESIGN.md's decision table: one grid per table, a row per namespace label
+// docs/design.md's decision table: one grid per table, a row per namespace label
 // set, a column per pod label set. "22" and "23" are revisions 1-22-6 and
 // 1-23-6, "-" is no injection, "?" is an unknown revision (no injection, a
 // warning).

@@ -15,7 +15,7 @@ import (
 // Action is a lifecycle step: one update of the Mesh.
 type Action string
 
-// The lifecycle steps of DESIGN.md.
+// The lifecycle steps of docs/design.md ("The lifecycle").
 const (
 	// ActionNone: the spec did not change.
 	ActionNone Action = ""
@@ -114,7 +114,7 @@ func ValidateMesh(m *v1alpha1.Mesh) field.ErrorList {
 }
 
 // ValidateTransition decides whether the update from old to updated (old nil
-// on create) is one allowed lifecycle step, applying every row of DESIGN.md's
+// on create) is one allowed lifecycle step, applying every row of docs/design.md's
 // lifecycle table against the facts. It is the one implementation of those
 // rules: the validating webhook enforces it, the CLI only proposes updates.
 func ValidateTransition(old, updated *v1alpha1.Mesh, facts Facts) (Transition, field.ErrorList) {

@@ -85,7 +85,7 @@ func TestRequiredVersionReadsSingleLineAndBlockRequires(t *testing.T) {
 	assert.ErrorContains(t, err, "does not require helm.sh/helm/v3")
 }
 
-// The build modules in the repository pin what DESIGN.md promises.
+// The build modules in the repository pin the versions docs/design.md names ("The local cluster").
 func TestBuildModulesPinTheDocumentedVersions(t *testing.T) {
 	root, err := RepoRoot()
 	require.NoError(t, err)
