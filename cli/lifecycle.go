@@ -14,12 +14,6 @@ import (
 	"github.com/meshrev/meshrev/revisions/v1alpha1"
 )
 
-// Default image repositories: the control plane's when stable names none to
-// follow; the proxy's is the manager's default, named in messages.
-const (
-	defaultProxyRepo        = "docker.io/istio/proxyv2"
-	defaultControlPlaneRepo = "docker.io/istio/pilot"
-)
 
 func newCanaryCommand(g *globals) *cobra.Command {
 	cmd := &cobra.Command{
@@ -70,8 +64,8 @@ repository (docker.io/istio/pilot when none) tagged VERSION.`,
 		},
 	}
 	f := cmd.Flags()
-	f.StringVar(&o.proxyImage, "proxy-image", "", "sidecar proxy image (default: stable's proxy repository tagged VERSION, else the manager's --proxy-image-repo, "+defaultProxyRepo+" unless configured)")
-	f.StringVar(&o.controlPlaneImage, "control-plane-image", "", "control plane image (default: stable's control-plane repository, or "+defaultControlPlaneRepo+", tagged VERSION)")
+	f.StringVar(&o.proxyImage, "proxy-image", "", "sidecar proxy image (default: stable's proxy repository tagged VERSION, else the manager's --proxy-image-repo, "+revisions.DefaultProxyImageRepo+" unless configured)")
+	f.StringVar(&o.controlPlaneImage, "control-plane-image", "", "control plane image (default: stable's control-plane repository, or "+revisions.DefaultControlPlaneImageRepo+", tagged VERSION)")
 	f.BoolVar(&o.loadBalancer, "load-balancer", false, "expose the canary's control plane through a Service of type LoadBalancer")
 	return cmd
 }
@@ -121,7 +115,7 @@ func (o *canaryDeployOptions) canaryRevision(stable *v1alpha1.Revision) v1alpha1
 		}
 	}
 	if cp.Image == "" {
-		repo := defaultControlPlaneRepo
+		repo := revisions.DefaultControlPlaneImageRepo
 		if stableCP != nil && stableCP.Image != "" {
 			repo = imageRepository(stableCP.Image)
 		}
@@ -166,7 +160,7 @@ func (o *canaryDeployOptions) run(ctx context.Context) error {
 	if added.ProxyImage != "" {
 		fmt.Fprintf(out, "  proxy image:   %s\n", added.ProxyImage)
 	} else {
-		fmt.Fprintf(out, "  proxy image:   the manager's --proxy-image-repo (%s unless configured) tagged %s\n", defaultProxyRepo, added.Version)
+		fmt.Fprintf(out, "  proxy image:   the manager's --proxy-image-repo (%s unless configured) tagged %s\n", revisions.DefaultProxyImageRepo, added.Version)
 	}
 	if cp := added.ControlPlane; cp != nil {
 		st := cp.ServiceType

@@ -22,13 +22,9 @@ import (
 	"github.com/meshrev/meshrev/revisions/v1alpha1"
 )
 
-// InjectPath is where the manager's webhook server serves the Injector.
-const InjectPath = "/inject"
-
-// Defaults of InjectorOptions.
+// Defaults of InjectorOptions (the mesh namespace and proxy image repository
+// default to revisions.DefaultMeshNamespace and revisions.DefaultProxyImageRepo).
 const (
-	DefaultMeshNamespace  = "istio-system"
-	DefaultProxyImageRepo = "docker.io/istio/proxyv2"
 	// DefaultMaxRequestBytes bounds the AdmissionReview body; the API server
 	// itself limits objects to 3 MiB.
 	DefaultMaxRequestBytes = 8 << 20
@@ -105,10 +101,10 @@ func NewInjector(opts InjectorOptions) (*Injector, error) {
 		return nil, errors.New("new injector: InjectorOptions.OwnNamespace is required (meshrev's namespace, never injected)")
 	}
 	if opts.MeshNamespace == "" {
-		opts.MeshNamespace = DefaultMeshNamespace
+		opts.MeshNamespace = revisions.DefaultMeshNamespace
 	}
 	if opts.ProxyImageRepo == "" {
-		opts.ProxyImageRepo = DefaultProxyImageRepo
+		opts.ProxyImageRepo = revisions.DefaultProxyImageRepo
 	}
 	if opts.Templates == nil {
 		opts.Templates = StaticTemplates(DefaultTemplates())
@@ -465,7 +461,7 @@ func (i *Injector) revisionData(rev *v1alpha1.Revision) RevisionData {
 		d.ProxyImage = i.opts.ProxyImageRepo + ":" + rev.Version
 	}
 	if d.DiscoveryAddress == "" {
-		d.DiscoveryAddress = fmt.Sprintf("istiod-%s.%s.svc:15012", rev.Name, i.opts.MeshNamespace)
+		d.DiscoveryAddress = revisions.DiscoveryAddress(rev.Name, i.opts.MeshNamespace)
 	}
 	return d
 }

@@ -83,7 +83,7 @@ func BenchmarkServeInject(b *testing.B) {
 
 	run := func(b *testing.B, h http.Handler, body []byte) {
 		w := &benchWriter{h: http.Header{}}
-		req, err := http.NewRequest(http.MethodPost, InjectPath, nil)
+		req, err := http.NewRequest(http.MethodPost, PathInject, nil)
 		require.NoError(b, err)
 		req.Header.Set("Content-Type", "application/json")
 		// One warm-up request renders the templates and checks the answer.

@@ -100,7 +100,7 @@ func reviewFor(tb testing.TB, namespace string, pod []byte) []byte {
 // HTTP status, the raw body and, on 200, the decoded review.
 func serve(tb testing.TB, inj http.Handler, body []byte) (int, []byte, *admissionv1.AdmissionReview) {
 	tb.Helper()
-	r := httptest.NewRequest(http.MethodPost, InjectPath, bytes.NewReader(body))
+	r := httptest.NewRequest(http.MethodPost, PathInject, bytes.NewReader(body))
 	r.Header.Set("Content-Type", "application/json")
 	w := httptest.NewRecorder()
 	inj.ServeHTTP(w, r)

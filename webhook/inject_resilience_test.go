@@ -173,7 +173,7 @@ func TestInjectLatencyIsRecordedForEveryRequest(t *testing.T) {
 			if ctype == "" {
 				ctype = "application/json"
 			}
-			r := httptest.NewRequest(method, InjectPath, bytes.NewReader(tc.body(t)))
+			r := httptest.NewRequest(method, PathInject, bytes.NewReader(tc.body(t)))
 			r.Header.Set("Content-Type", ctype)
 			w := httptest.NewRecorder()
 			inj.ServeHTTP(w, r)

@@ -122,7 +122,7 @@ func TestInjectResponses(t *testing.T) {
 			if ctype == "" {
 				ctype = "application/json"
 			}
-			r := httptest.NewRequest(method, InjectPath, bytes.NewReader(tc.body(t)))
+			r := httptest.NewRequest(method, PathInject, bytes.NewReader(tc.body(t)))
 			r.Header.Set("Content-Type", ctype)
 			w := httptest.NewRecorder()
 			inj.ServeHTTP(w, r)
@@ -385,7 +385,7 @@ func TestInjectRefusesOversizedBodies(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			inj := newTestInjector(t, &fixedState{}, func(o *InjectorOptions) { o.MaxRequestBytes = 64 })
 			body := reviewFor(t, "shop", []byte(plainPod))
-			r := httptest.NewRequest(http.MethodPost, InjectPath, bytes.NewReader(body))
+			r := httptest.NewRequest(http.MethodPost, PathInject, bytes.NewReader(body))
 			if !tc.contentLength {
 				r.ContentLength = -1
 			}

@@ -49,7 +49,7 @@ var meshGroupKind = v1alpha1.GroupVersion.WithKind("Mesh").GroupKind()
 // and field path; allowed steps carry the rule's warnings.
 func NewMeshValidator(opts MeshValidatorOptions) *admission.Webhook {
 	if opts.MeshNamespace == "" {
-		opts.MeshNamespace = DefaultMeshNamespace
+		opts.MeshNamespace = revisions.DefaultMeshNamespace
 	}
 	if opts.Scheme == nil {
 		opts.Scheme = validatorScheme()

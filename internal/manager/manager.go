@@ -197,21 +197,21 @@ func setupWebhooks(ctx context.Context, mgr ctrl.Manager, opts Options) error {
 		return fmt.Errorf("create injector: %w", err)
 	}
 	srv := mgr.GetWebhookServer()
-	srv.Register(PathInject, injector)
-	srv.Register(PathValidateMesh, webhook.NewMeshValidator(webhook.MeshValidatorOptions{
+	srv.Register(webhook.PathInject, injector)
+	srv.Register(webhook.PathValidateMesh, webhook.NewMeshValidator(webhook.MeshValidatorOptions{
 		Reader:        mgr.GetCache(),
 		MeshNamespace: opts.MeshNamespace,
 		Revisions:     injector,
 		Scheme:        mgr.GetScheme(),
 	}))
-	srv.Register(PathValidateNamespace, webhook.NewNamespaceValidator(webhook.NamespaceValidatorOptions{
+	srv.Register(webhook.PathValidateNamespace, webhook.NewNamespaceValidator(webhook.NamespaceValidatorOptions{
 		OwnNamespace: opts.OwnNamespace,
 		Reader:       mgr.GetCache(),
 		Scheme:       mgr.GetScheme(),
 	}))
 	// Edits of the templates ConfigMaps after a revision is published are
 	// judged with the injector's own rendering.
-	srv.Register(PathValidateTemplates, webhook.NewTemplatesValidator(webhook.TemplatesValidatorOptions{
+	srv.Register(webhook.PathValidateTemplates, webhook.NewTemplatesValidator(webhook.TemplatesValidatorOptions{
 		Namespace:         opts.OwnNamespace,
 		DefaultsConfigMap: opts.TemplatesConfigMap,
 		Reader:            mgr.GetCache(),

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/meshrev/meshrev/internal/pki"
+	"github.com/meshrev/meshrev/revisions"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 	ctrl "sigs.k8s.io/controller-runtime"
@@ -16,9 +17,11 @@ import (
 
 // Defaults of [Options].
 const (
-	DefaultOwnNamespace     = "meshrev-system"
-	DefaultMeshNamespace    = "istio-system"
-	DefaultProxyImageRepo   = "docker.io/istio/proxyv2"
+	DefaultOwnNamespace = "meshrev-system"
+	// DefaultMeshNamespace and DefaultProxyImageRepo are the core's, named
+	// here for the manager's flags.
+	DefaultMeshNamespace    = revisions.DefaultMeshNamespace
+	DefaultProxyImageRepo   = revisions.DefaultProxyImageRepo
 	DefaultWebhookPort      = 9443
 	DefaultMetricsAddr      = ":8080"
 	DefaultProbeAddr        = ":8081"
@@ -26,14 +29,6 @@ const (
 	// PodNamespaceEnv names the environment variable (set by the chart from the
 	// downward API) that defaults OwnNamespace.
 	PodNamespaceEnv = "POD_NAMESPACE"
-)
-
-// Webhook paths served by the manager (the shared contract).
-const (
-	PathInject            = "/inject"
-	PathValidateMesh      = "/validate-mesh"
-	PathValidateNamespace = "/validate-namespace"
-	PathValidateTemplates = "/validate-templates"
 )
 
 // Options configures [Run]. The zero value runs with the defaults against the

@@ -313,7 +313,7 @@ func injSetMesh(t *testing.T, c client.Client, spec v1alpha1.MeshSpec) {
 // namespaces labelled e2e.meshrev.io/inject=token only.
 func injRegister(t *testing.T, c client.Client, srv *cluster.WebhookServer, token string) {
 	t.Helper()
-	url := srv.URL + webhook.InjectPath
+	url := srv.URL + webhook.PathInject
 	fail := admissionregistrationv1.Fail
 	none := admissionregistrationv1.SideEffectClassNone
 	ifNeeded := admissionregistrationv1.IfNeededReinvocationPolicy
