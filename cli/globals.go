@@ -10,14 +10,13 @@ import (
 
 	"github.com/spf13/cobra"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
-	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
-	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/yaml"
 
+	"github.com/meshrev/meshrev/internal/readmodel"
 	"github.com/meshrev/meshrev/revisions/v1alpha1"
 )
 
@@ -74,19 +73,6 @@ func (g *globals) colour() bool {
 	return os.Getenv("NO_COLOR") == "" && g.isTerminal(g.streams.Out)
 }
 
-// Scheme returns the scheme the CLI's client uses: the built-in Kubernetes
-// types and meshrev.io/v1alpha1.
-func Scheme() (*runtime.Scheme, error) {
-	s := runtime.NewScheme()
-	if err := clientgoscheme.AddToScheme(s); err != nil {
-		return nil, fmt.Errorf("register Kubernetes types: %w", err)
-	}
-	if err := v1alpha1.AddToScheme(s); err != nil {
-		return nil, fmt.Errorf("register meshrev types: %w", err)
-	}
-	return s, nil
-}
-
 // restConfig loads the kubeconfig the way kubectl does: --kubeconfig, else
 // $KUBECONFIG, else ~/.kube/config; --context picks the context.
 func (g *globals) restConfig() (*rest.Config, error) {
@@ -130,7 +116,7 @@ func (g *globals) Client() (client.Client, error) {
 	if err != nil {
 		return nil, err
 	}
-	s, err := Scheme()
+	s, err := readmodel.Scheme()
 	if err != nil {
 		return nil, err
 	}

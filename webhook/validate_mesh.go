@@ -8,7 +8,6 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/util/validation/field"
-	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	logf "sigs.k8s.io/controller-runtime/pkg/log"
 	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
@@ -57,15 +56,12 @@ func NewMeshValidator(opts MeshValidatorOptions) *admission.Webhook {
 	return admission.WithValidator[*v1alpha1.Mesh](opts.Scheme, &meshValidator{opts: opts})
 }
 
-// validatorScheme knows the core types and the Mesh.
+// validatorScheme is readmodel.Scheme for the validators' decoders.
 func validatorScheme() *runtime.Scheme {
-	s := runtime.NewScheme()
-	// Both only register static types; an error here is a programming error.
-	if err := clientgoscheme.AddToScheme(s); err != nil {
-		panic(fmt.Sprintf("register client-go scheme: %v", err))
-	}
-	if err := v1alpha1.AddToScheme(s); err != nil {
-		panic(fmt.Sprintf("register meshrev.io/v1alpha1: %v", err))
+	s, err := readmodel.Scheme()
+	if err != nil {
+		// It only registers static types: an error is a programming error.
+		panic(fmt.Sprintf("validator scheme: %v", err))
 	}
 	return s
 }

@@ -18,7 +18,6 @@ import (
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/selection"
-	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/rest"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
@@ -37,19 +36,6 @@ import (
 	"github.com/meshrev/meshrev/webhook"
 )
 
-// Scheme returns the types the manager reads and writes: client-go's
-// (core, apps, admissionregistration, coordination, ...) and meshrev.io/v1alpha1.
-func Scheme() (*runtime.Scheme, error) {
-	s := runtime.NewScheme()
-	if err := clientgoscheme.AddToScheme(s); err != nil {
-		return nil, fmt.Errorf("register client-go types: %w", err)
-	}
-	if err := v1alpha1.AddToScheme(s); err != nil {
-		return nil, fmt.Errorf("register meshrev.io/v1alpha1: %w", err)
-	}
-	return s, nil
-}
-
 // Run runs the manager until ctx ends, then shuts down gracefully: the
 // webhook server drains in-flight requests and the leader releases its
 // Lease so that a standby takes over at once. It returns nil after a clean
@@ -64,7 +50,7 @@ func Run(ctx context.Context, opts Options) error {
 	if err != nil {
 		return err
 	}
-	scheme, err := Scheme()
+	scheme, err := readmodel.Scheme()
 	if err != nil {
 		return err
 	}

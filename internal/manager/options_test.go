@@ -10,6 +10,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
+	"github.com/meshrev/meshrev/internal/readmodel"
 	"github.com/meshrev/meshrev/revisions/v1alpha1"
 )
 
@@ -108,7 +109,7 @@ func TestCertHosts(t *testing.T) {
 }
 
 func TestManagerOptionsRestrictTheCache(t *testing.T) {
-	scheme, err := Scheme()
+	scheme, err := readmodel.Scheme()
 	require.NoError(t, err)
 	gvks, _, err := scheme.ObjectKinds(&v1alpha1.Mesh{})
 	require.NoError(t, err, "the scheme knows the Mesh")
