@@ -35,7 +35,7 @@ func Previous(mesh *v1alpha1.MeshSpec) string {
 type NextStep struct {
 	// Text says what to do.
 	Text string
-	// Command is the meshrev command for it.
+	// Command is the meshrev command for it (see Remedy).
 	Command string
 }
 
@@ -45,21 +45,21 @@ func Next(mesh *v1alpha1.MeshSpec, phase v1alpha1.MeshPhase) NextStep {
 	case v1alpha1.PhaseCanaryDeployed:
 		return NextStep{
 			Text:    fmt.Sprintf("verify canary %s on a few workloads: switch a namespace to it and redeploy; then promote it, or switch back and revoke it", mesh.Canary),
-			Command: "meshrev namespace switch NS --to canary && meshrev redeploy -n NS WORKLOAD --wait && meshrev verify -n NS WORKLOAD",
+			Command: RemedyTryCanary.Command(),
 		}
 	case v1alpha1.PhaseDataPlaneUpgrading:
 		return NextStep{
 			Text:    fmt.Sprintf("roll the workloads that still run %s onto stable %s", Previous(mesh), mesh.Stable),
-			Command: "meshrev dataplane upgrade --all --gateways --wait",
+			Command: RemedyDataPlaneUpgradeWait.Command(),
 		}
 	case v1alpha1.PhaseReadyToUnpublish:
 		return NextStep{
 			Text:    fmt.Sprintf("every pod runs stable %s; unpublish the old revision %s", mesh.Stable, Previous(mesh)),
-			Command: "meshrev unpublish",
+			Command: RemedyUnpublish.Command(),
 		}
 	}
 	return NextStep{
 		Text:    fmt.Sprintf("stable %s serves every namespace; deploy a canary to upgrade", mesh.Stable),
-		Command: "meshrev canary deploy VERSION",
+		Command: RemedyCanaryDeploy.Command(),
 	}
 }

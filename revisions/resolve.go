@@ -109,16 +109,16 @@ func Resolve(mesh *v1alpha1.MeshSpec, ownNamespace string, s Subject) Decision {
 		return skip(ReasonPodOptOut, fmt.Sprintf("pod annotation %s=false opts the pod out", LabelSidecarInject))
 	case nsInject == InjectionDisabled:
 		if nsRev != "" {
-			warnings = append(warnings, fmt.Sprintf("namespace %s sets both %s=%s and %s=%s: %s wins and pods get no sidecar; remove one of them (meshrev namespace switch %s --to <revision>, or meshrev namespace disable %s)",
-				s.Namespace, LabelInjection, nsInject, LabelRev, nsRev, LabelInjection, s.Namespace, s.Namespace))
+			warnings = append(warnings, fmt.Sprintf("namespace %s sets both %s=%s and %s=%s: %s wins and pods get no sidecar; remove one of them (%s, or %s)",
+				s.Namespace, LabelInjection, nsInject, LabelRev, nsRev, LabelInjection, RemedyNamespaceSwitch.Command(s.Namespace, "<revision>"), RemedyNamespaceDisable.Command(s.Namespace)))
 		}
 		return skip(ReasonNamespaceDisabled, fmt.Sprintf("namespace %s label %s=%s disables injection", s.Namespace, LabelInjection, InjectionDisabled))
 	case podRev != "":
 		return resolveTag(mesh, ReasonPodRevisionLabel, "pod "+LabelRev+"="+podRev, podRev, warnings)
 	case nsInject == InjectionEnabled:
 		if nsRev != "" {
-			warnings = append(warnings, fmt.Sprintf("namespace %s sets both %s=%s and %s=%s: %s wins and the pod gets the stable revision; remove one of them (meshrev namespace switch %s --to <revision>)",
-				s.Namespace, LabelInjection, nsInject, LabelRev, nsRev, LabelInjection, s.Namespace))
+			warnings = append(warnings, fmt.Sprintf("namespace %s sets both %s=%s and %s=%s: %s wins and the pod gets the stable revision; remove one of them (%s)",
+				s.Namespace, LabelInjection, nsInject, LabelRev, nsRev, LabelInjection, RemedyNamespaceSwitch.Command(s.Namespace, "<revision>")))
 		}
 		return resolveTag(mesh, ReasonNamespaceInjectionEnabled, "namespace "+LabelInjection+"="+InjectionEnabled, TagStable, warnings)
 	case nsRev != "":
@@ -147,7 +147,7 @@ func resolveTag(mesh *v1alpha1.MeshSpec, reason Reason, selector, x string, warn
 			name = mesh.Canary
 		} else {
 			name = mesh.Stable
-			d.Warnings = append(d.Warnings, fmt.Sprintf("%s: no canary is published, so the pod gets the stable revision %s; switch the label to stable (meshrev namespace switch NS --to stable)", selector, mesh.Stable))
+			d.Warnings = append(d.Warnings, fmt.Sprintf("%s: no canary is published, so the pod gets the stable revision %s; switch the label to stable (%s)", selector, mesh.Stable, RemedyNamespaceSwitch.Command("NS", TagStable)))
 		}
 	}
 	rev := FindRevision(mesh, name)

@@ -154,7 +154,7 @@ func ValidateTransition(old, updated *v1alpha1.Mesh, facts Facts) (Transition, f
 				{"templates", prev.Templates, r.Templates},
 			} {
 				if f.was != f.is {
-					errs = append(errs, field.Forbidden(p.Child(f.name), fmt.Sprintf("revision %s is published and its %s (%q) cannot be edited in place: pods already run it; publish a new revision instead (meshrev canary deploy VERSION)", r.Name, f.name, f.was)))
+					errs = append(errs, field.Forbidden(p.Child(f.name), fmt.Sprintf("revision %s is published and its %s (%q) cannot be edited in place: pods already run it; publish a new revision instead (%s)", r.Name, f.name, f.was, RemedyCanaryDeploy.Command())))
 				}
 			}
 		}
@@ -212,8 +212,8 @@ func validateDeployCanary(n *v1alpha1.MeshSpec, canary v1alpha1.Revision, oldRev
 	for _, name := range slices.Sorted(maps.Keys(oldRevs)) {
 		if name != n.Stable {
 			return Transition{}, field.ErrorList{field.Forbidden(field.NewPath("spec", "canary"), fmt.Sprintf(
-				"cannot deploy canary %s: revision %s is still published from the last upgrade; finish that upgrade first: upgrade the data plane (meshrev dataplane upgrade --all --gateways) and unpublish %s (meshrev unpublish)",
-				canary.Name, name, name))}
+				"cannot deploy canary %s: revision %s is still published from the last upgrade; finish that upgrade first: upgrade the data plane (%s) and unpublish %s (%s)",
+				canary.Name, name, RemedyDataPlaneUpgrade.Command(), name, RemedyUnpublish.Command()))}
 		}
 	}
 	if errs := checkCanaryVersion(m, oldRevs[n.Stable], canary); len(errs) > 0 {
@@ -228,8 +228,8 @@ func validatePromote(old, updated *v1alpha1.Mesh, facts Facts) (Transition, fiel
 	if !facts.ControlPlaneReady[c] {
 		if !forcedStep(old, updated) {
 			return Transition{}, field.ErrorList{field.Forbidden(field.NewPath("spec", "stable"), fmt.Sprintf(
-				"cannot promote canary %s: its control plane is not Ready, so pods would get sidecars that cannot connect; wait for it (kubectl get deploy istiod-%s), or override with annotation %s=true set in the same update (meshrev promote --force)",
-				c, c, AnnotationForce))}
+				"cannot promote canary %s: its control plane is not Ready, so pods would get sidecars that cannot connect; wait for it (kubectl get deploy %s), or override with annotation %s=true set in the same update (%s)",
+				c, ControlPlaneName(c), AnnotationForce, RemedyPromoteForce.Command()))}
 		}
 		t.Warnings = append(t.Warnings, fmt.Sprintf("promoting canary %s although its control plane is not Ready (forced)", c))
 	}
@@ -247,12 +247,12 @@ func validateRevoke(o *v1alpha1.MeshSpec, facts Facts) (Transition, field.ErrorL
 	if len(using) > 0 {
 		first := strings.SplitN(using[0], " ", 2)[0]
 		return Transition{}, field.ErrorList{field.Forbidden(field.NewPath("spec", "canary"), fmt.Sprintf(
-			"cannot revoke canary %s: %s still on the canary; switch them back first (meshrev namespace switch %s --to stable) and redeploy their workloads",
-			c, nameFew(using, "namespace")+isAre(len(using)), first))}
+			"cannot revoke canary %s: %s still on the canary; switch them back first (%s) and redeploy their workloads",
+			c, nameFew(using, "namespace")+isAre(len(using)), RemedyNamespaceSwitch.Command(first, TagStable)))}
 	}
 	t := Transition{Action: ActionRevoke, From: c, To: o.Stable}
 	if pods := facts.PodsOf(c); len(pods) > 0 {
-		t.Warnings = append(t.Warnings, fmt.Sprintf("%s still run the sidecar of revoked revision %s and will lose their control plane; redeploy them (meshrev redeploy)", nameFew(pods, "pod"), c))
+		t.Warnings = append(t.Warnings, fmt.Sprintf("%s still run the sidecar of revoked revision %s and will lose their control plane; redeploy them (%s)", nameFew(pods, "pod"), c, RemedyRedeploy.Command()))
 	}
 	return t, nil
 }
@@ -267,16 +267,16 @@ func validateUnpublish(old, updated *v1alpha1.Mesh, rev v1alpha1.Revision, facts
 	path := field.NewPath("spec", "revisions")
 	if len(pins) > 0 {
 		return Transition{}, field.ErrorList{field.Forbidden(path, fmt.Sprintf(
-			"cannot unpublish %s: %s pinned to it (%s=%s); switch them first (meshrev namespace switch %s --to stable)",
-			rev.Name, nameFew(pins, "namespace")+isAre(len(pins)), LabelRev, rev.Name, pins[0]))}
+			"cannot unpublish %s: %s pinned to it (%s=%s); switch them first (%s)",
+			rev.Name, nameFew(pins, "namespace")+isAre(len(pins)), LabelRev, rev.Name, RemedyNamespaceSwitch.Command(pins[0], TagStable)))}
 	}
 	t := Transition{Action: ActionUnpublish, From: rev.Name, To: updated.Spec.Stable}
 	if pods := facts.PodsOf(rev.Name); len(pods) > 0 {
 		msg := fmt.Sprintf("%s still run the sidecar of %s", nameFew(pods, "pod"), rev.Name)
 		if !forcedStep(old, updated) {
 			return Transition{}, field.ErrorList{field.Forbidden(path, fmt.Sprintf(
-				"cannot unpublish %s: %s; upgrade them first (meshrev dataplane upgrade --all --gateways), or override with annotation %s=true set in the same update (meshrev unpublish --force)",
-				rev.Name, msg, AnnotationForce))}
+				"cannot unpublish %s: %s; upgrade them first (%s), or override with annotation %s=true set in the same update (%s)",
+				rev.Name, msg, RemedyDataPlaneUpgrade.Command(), AnnotationForce, RemedyUnpublishForce.Command()))}
 		}
 		t.Warnings = append(t.Warnings, msg+" and lose their control plane (forced)")
 	}
@@ -289,28 +289,28 @@ func refuseOther(old, updated *v1alpha1.Mesh, added, removed []string) *field.Er
 	spec := field.NewPath("spec")
 	switch {
 	case o.Canary != "" && n.Stable == o.Canary && len(removed)+len(added) > 0:
-		return field.Forbidden(spec, fmt.Sprintf("this update promotes %s and changes the published revisions at once; take one step at a time: promote (meshrev promote), upgrade the data plane, then unpublish (meshrev unpublish)", o.Canary))
+		return field.Forbidden(spec, fmt.Sprintf("this update promotes %s and changes the published revisions at once; take one step at a time: promote (%s), upgrade the data plane, then unpublish (%s)", o.Canary, RemedyPromote.Command(), RemedyUnpublish.Command()))
 	case o.Canary == "" && o.Stable != n.Stable:
 		if _, published := byName(o.Revisions)[n.Stable]; published && n.Stable != o.Stable {
 			return field.Forbidden(spec.Child("stable"), fmt.Sprintf("cannot set stable from %s to %s: after a promotion the upgrade cannot be revoked (the old revision stays only until it is unpublished); to move on, finish this upgrade and deploy a newer canary", o.Stable, n.Stable))
 		}
-		return field.Forbidden(spec.Child("stable"), fmt.Sprintf("cannot set stable from %s to %s: no canary is deployed to promote; deploy one first (meshrev canary deploy VERSION)", o.Stable, n.Stable))
+		return field.Forbidden(spec.Child("stable"), fmt.Sprintf("cannot set stable from %s to %s: no canary is deployed to promote; deploy one first (%s)", o.Stable, n.Stable, RemedyCanaryDeploy.Command()))
 	case o.Stable != n.Stable && n.Stable != o.Canary:
-		why := "stable moves only to the canary, by promotion (meshrev promote)"
+		why := "stable moves only to the canary, by promotion (" + RemedyPromote.Command() + ")"
 		if _, published := byName(o.Revisions)[n.Stable]; published {
 			why = "after a promotion the upgrade cannot be revoked (the old revision stays only until it is unpublished); to move on, finish this upgrade and deploy a newer canary"
 		}
 		return field.Forbidden(spec.Child("stable"), fmt.Sprintf("cannot set stable from %s to %s: %s", o.Stable, n.Stable, why))
 	case o.Canary != "" && n.Canary != "" && o.Canary != n.Canary:
-		return field.Forbidden(spec.Child("canary"), fmt.Sprintf("canary %s is already deployed: promote it (meshrev promote) or revoke it (meshrev revoke) before deploying another", o.Canary))
+		return field.Forbidden(spec.Child("canary"), fmt.Sprintf("canary %s is already deployed: promote it (%s) or revoke it (%s) before deploying another", o.Canary, RemedyPromote.Command(), RemedyRevoke.Command()))
 	case o.Canary == "" && n.Canary != "" && len(added) == 0:
-		return field.Forbidden(spec.Child("canary"), fmt.Sprintf("cannot make %s the canary: a canary is a newly published revision (meshrev canary deploy VERSION)", n.Canary))
+		return field.Forbidden(spec.Child("canary"), fmt.Sprintf("cannot make %s the canary: a canary is a newly published revision (%s)", n.Canary, RemedyCanaryDeploy.Command()))
 	case o.Canary != "" && n.Canary == "" && n.Stable == o.Stable && !slices.Contains(removed, o.Canary):
-		return field.Forbidden(spec.Child("canary"), fmt.Sprintf("to revoke canary %s, remove its revision too (meshrev revoke)", o.Canary))
+		return field.Forbidden(spec.Child("canary"), fmt.Sprintf("to revoke canary %s, remove its revision too (%s)", o.Canary, RemedyRevoke.Command()))
 	case len(added) > 0 && n.Canary != "" && slices.Contains(added, n.Canary) && o.Canary != "":
 		return field.Forbidden(spec.Child("canary"), fmt.Sprintf("canary %s is already deployed: promote or revoke it first", o.Canary))
 	case len(added) > 0 && !slices.Contains(added, n.Canary):
-		return field.Forbidden(spec.Child("revisions"), fmt.Sprintf("cannot publish %s without making it the canary: new revisions are deployed as canaries (meshrev canary deploy VERSION)", strings.Join(added, ", ")))
+		return field.Forbidden(spec.Child("revisions"), fmt.Sprintf("cannot publish %s without making it the canary: new revisions are deployed as canaries (%s)", strings.Join(added, ", "), RemedyCanaryDeploy.Command()))
 	case len(removed) > 0 && (slices.Contains(removed, o.Stable)):
 		return field.Forbidden(spec.Child("revisions"), fmt.Sprintf("cannot remove stable revision %s", o.Stable))
 	}
