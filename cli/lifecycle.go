@@ -14,7 +14,6 @@ import (
 	"github.com/meshrev/meshrev/revisions/v1alpha1"
 )
 
-
 func newCanaryCommand(g *globals) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "canary",

@@ -133,4 +133,3 @@ func TestDataPlaneReport(t *testing.T) {
 		})
 	}
 }
-
