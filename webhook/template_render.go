@@ -14,6 +14,9 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/util/validation"
 	"sigs.k8s.io/yaml"
+
+	"github.com/meshrev/meshrev/revisions"
+	"github.com/meshrev/meshrev/revisions/v1alpha1"
 )
 
 // TemplateData is what a template sees. It holds nothing pod-specific: a
@@ -61,6 +64,23 @@ type revisionTemplates struct {
 	sidecar, gateway *rendered
 }
 
+// CheckTemplate parses and renders text as the template key
+// (revisions.TemplateSidecar or revisions.TemplateGateway) of rev, exactly as
+// injection would (the injector's mesh namespace, proxy image repository and
+// values, the same checks of the result), and returns why injection could not
+// use it, or nil. It does not touch the injection cache: the templates
+// validator judges an edit of a templates ConfigMap with it before the edit
+// is written.
+func (i *Injector) CheckTemplate(rev *v1alpha1.Revision, key, text string) error {
+	if key != revisions.TemplateSidecar && key != revisions.TemplateGateway {
+		return fmt.Errorf("no template %q: meshrev has only %q and %q", key, revisions.TemplateSidecar, revisions.TemplateGateway)
+	}
+	data := &TemplateData{Revision: i.revisionData(rev), MeshNamespace: i.opts.MeshNamespace, Values: i.opts.Values}
+	_, err := renderTemplate(key, text, data, key == revisions.TemplateGateway)
+	return err
+}
+
+// funcMap is the functions a template may call besides text/template's own.
 func funcMap() template.FuncMap {
 	return template.FuncMap{
 		"quote": func(s string) (string, error) {
@@ -109,6 +129,10 @@ func renderTemplate(name, text string, data *TemplateData, gateway bool) (*rende
 	return prepare(&frag, gateway)
 }
 
+// checkFragment refuses what injection cannot apply correctly: names that
+// are no DNS labels or repeat, a container without image, labels and
+// annotations that are no qualified names or that meshrev sets itself, and a
+// gateway template that is not exactly one container.
 func checkFragment(name string, f *Fragment, gateway bool) error {
 	var errs []string
 	seen := map[string]bool{}
