@@ -552,20 +552,6 @@ func (i *Injector) ValidateRevision(ctx context.Context, mesh *v1alpha1.Mesh, re
 	return nil
 }
 
-// RenderRevision renders rev's templates and returns the sidecar and gateway
-// fragments, for tools (meshrev check-inject) and tests.
-func (i *Injector) RenderRevision(ctx context.Context, rev v1alpha1.Revision) (sidecar, gateway Fragment, err error) {
-	text, err := i.opts.Templates.Templates(ctx, &rev)
-	if err != nil {
-		return Fragment{}, Fragment{}, err
-	}
-	rt, err := i.render(i.revisionData(&rev), text)
-	if err != nil {
-		return Fragment{}, Fragment{}, err
-	}
-	return rt.sidecar.frag, rt.gateway.frag, nil
-}
-
 // readBody reads at most max+1 bytes, in one allocation when the request
 // says how long it is.
 func readBody(r *http.Request, max int64) ([]byte, error) {
