@@ -115,57 +115,35 @@ func decodePod(b []byte) (*podIn, error) {
 
 // readNames reads an array of objects keeping their names.
 func readNames(w *jsonscan.Scanner, dst *[]namedIn) error {
-	out := []namedIn{}
-	isNull, err := w.Array(func() error {
-		var n namedIn
-		_, err := w.Object(func(key []byte) error {
-			if string(key) == "name" {
-				return w.String(&n.Name)
-			}
-			return w.Skip()
-		})
-		out = append(out, n)
-		return err
+	return jsonscan.Objects(w, dst, func(n *namedIn, key []byte) error {
+		if string(key) == "name" {
+			return w.String(&n.Name)
+		}
+		return w.Skip()
 	})
-	if isNull {
-		out = nil
-	}
-	*dst = out
-	return err
 }
 
 // readContainers reads the containers' names and ports; their env and
 // volumeMounts stay spans of the body, decoded only when a patch needs them.
 func readContainers(w *jsonscan.Scanner, dst *[]containerIn) error {
-	out := []containerIn{}
-	isNull, err := w.Array(func() error {
-		var c containerIn
-		_, err := w.Object(func(key []byte) error {
-			switch string(key) {
-			case "name":
-				return w.String(&c.Name)
-			case "ports":
-				c.Ports = nil
-				return w.Decode(&c.Ports)
-			case "env":
-				s, err := w.Span()
-				c.Env = s
-				return err
-			case "volumeMounts":
-				s, err := w.Span()
-				c.VolumeMounts = s
-				return err
-			}
-			return w.Skip()
-		})
-		out = append(out, c)
-		return err
+	return jsonscan.Objects(w, dst, func(c *containerIn, key []byte) error {
+		switch string(key) {
+		case "name":
+			return w.String(&c.Name)
+		case "ports":
+			c.Ports = nil
+			return w.Decode(&c.Ports)
+		case "env":
+			s, err := w.Span()
+			c.Env = s
+			return err
+		case "volumeMounts":
+			s, err := w.Span()
+			c.VolumeMounts = s
+			return err
+		}
+		return w.Skip()
 	})
-	if isNull {
-		out = nil
-	}
-	*dst = out
-	return err
 }
 
 // readMeta reads the metadata fields of podMeta with exact keys: a patch path is
@@ -184,28 +162,17 @@ func readMeta(w *jsonscan.Scanner, m *podMeta) error {
 		case "annotations":
 			return w.StringMap(&m.Annotations)
 		case "ownerReferences":
-			out := []ownerIn{}
-			isNull, err := w.Array(func() error {
-				var o ownerIn
-				_, err := w.Object(func(key []byte) error {
-					switch string(key) {
-					case "kind":
-						return w.String(&o.Kind)
-					case "name":
-						return w.String(&o.Name)
-					case "controller":
-						return w.Decode(&o.Controller)
-					}
-					return w.Skip()
-				})
-				out = append(out, o)
-				return err
+			return jsonscan.Objects(w, &m.OwnerReferences, func(o *ownerIn, key []byte) error {
+				switch string(key) {
+				case "kind":
+					return w.String(&o.Kind)
+				case "name":
+					return w.String(&o.Name)
+				case "controller":
+					return w.Decode(&o.Controller)
+				}
+				return w.Skip()
 			})
-			if isNull {
-				out = nil
-			}
-			m.OwnerReferences = out
-			return err
 		}
 		return w.Skip()
 	})

@@ -344,3 +344,22 @@ func (s *Scanner) End() error {
 	}
 	return nil
 }
+
+// Objects reads an array of objects into *dst, one element per object,
+// calling member with the element and each key; member must consume the
+// value. An element is appended even when member fails, so that *dst shows
+// how far reading got. null gives a nil slice, [] an empty one.
+func Objects[T any](s *Scanner, dst *[]T, member func(e *T, key []byte) error) error {
+	out := []T{}
+	isNull, err := s.Array(func() error {
+		var e T
+		_, err := s.Object(func(key []byte) error { return member(&e, key) })
+		out = append(out, e)
+		return err
+	})
+	if isNull {
+		out = nil
+	}
+	*dst = out
+	return err
+}

@@ -141,3 +141,36 @@ func TestStringMap(t *testing.T) {
 		})
 	}
 }
+
+func TestObjects(t *testing.T) {
+	type named struct{ Name string }
+	tests := map[string]struct {
+		in      string
+		want    []named
+		wantErr string
+	}{
+		"one element per object, other keys skipped": {in: `[{"name":"a","x":[1]},{"y":{}},{"name":"c"}]`, want: []named{{"a"}, {""}, {"c"}}},
+		"null is a nil slice":                        {in: `null`},
+		"an empty array is an empty slice":           {in: `[]`, want: []named{}},
+		"an element must be an object":               {in: `[{"name":"a"},7]`, wantErr: "looking for beginning of object"},
+		"a member's error ends the reading":          {in: `[{"name":1}]`, wantErr: "cannot unmarshal number"},
+	}
+	for name, tc := range tests {
+		t.Run(name, func(t *testing.T) {
+			s := New([]byte(tc.in))
+			var got []named
+			err := Objects(s, &got, func(e *named, key []byte) error {
+				if string(key) == "name" {
+					return s.String(&e.Name)
+				}
+				return s.Skip()
+			})
+			if tc.wantErr != "" {
+				require.ErrorContains(t, err, tc.wantErr)
+				return
+			}
+			require.NoError(t, err)
+			assert.Equal(t, tc.want, got)
+		})
+	}
+}
