@@ -62,28 +62,101 @@ func (s *Scanner) Peek() byte {
 	return s.b[s.i]
 }
 
-// Skip validates and consumes the next value.
+// Skip validates and consumes the next value. Most of a request is
+// skipped (everything the injector does not read, and every span), so Skip
+// is one loop over an explicit stack of open objects and arrays rather than
+// Object and Array with callbacks.
 func (s *Scanner) Skip() error {
-	switch s.Peek() {
-	case '{':
-		_, err := s.Object(func(_ []byte) error { return s.Skip() })
-		return err
-	case '[':
-		_, err := s.Array(s.Skip)
-		return err
-	case '"':
-		_, _, err := s.str()
-		return err
-	case 't':
-		return s.literal("true")
-	case 'f':
-		return s.literal("false")
-	case 'n':
-		return s.Null()
-	case 0:
-		return ErrUnexpectedEnd
+	var buf [64]byte
+	stack := buf[:0] // '{' or '[' per open container
+	for {
+		// A value.
+		switch s.Peek() {
+		case '{':
+			if s.depth+len(stack) >= maxDepth {
+				return errors.New("exceeded max depth")
+			}
+			s.i++
+			if s.Peek() == '}' {
+				s.i++
+				break
+			}
+			stack = append(stack, '{')
+			if err := s.key(); err != nil {
+				return err
+			}
+			continue
+		case '[':
+			if s.depth+len(stack) >= maxDepth {
+				return errors.New("exceeded max depth")
+			}
+			s.i++
+			if s.Peek() == ']' {
+				s.i++
+				break
+			}
+			stack = append(stack, '[')
+			continue
+		case '"':
+			if _, _, err := s.str(); err != nil {
+				return err
+			}
+		case 't':
+			if err := s.literal("true"); err != nil {
+				return err
+			}
+		case 'f':
+			if err := s.literal("false"); err != nil {
+				return err
+			}
+		case 'n':
+			if err := s.literal("null"); err != nil {
+				return err
+			}
+		case 0:
+			return ErrUnexpectedEnd
+		default:
+			if err := s.number(); err != nil {
+				return err
+			}
+		}
+		// After a value: close what ends here, up to the next value.
+		for next := false; !next; {
+			if len(stack) == 0 {
+				return nil
+			}
+			top := stack[len(stack)-1]
+			switch c := s.Peek(); {
+			case c == ',':
+				s.i++
+				if top == '{' {
+					if err := s.key(); err != nil {
+						return err
+					}
+				}
+				next = true
+			case c == '}' && top == '{', c == ']' && top == '[':
+				s.i++
+				stack = stack[:len(stack)-1]
+			case top == '{':
+				return s.syntax("after object key:value pair")
+			default:
+				return s.syntax("after array element")
+			}
+		}
 	}
-	return s.number()
+}
+
+// key consumes an object key and its colon.
+func (s *Scanner) key() error {
+	if _, _, err := s.str(); err != nil {
+		return err
+	}
+	if s.Peek() != ':' {
+		return s.syntax("after object key")
+	}
+	s.i++
+	return nil
 }
 
 // Null consumes the literal null.
