@@ -37,6 +37,7 @@ type injectorMetrics struct {
 	templateErrors *prometheus.CounterVec
 }
 
+// newInjectorMetrics registers the injector's metrics with reg.
 func newInjectorMetrics(reg prometheus.Registerer) (*injectorMetrics, error) {
 	injections, err := register(reg, "meshrev_injections_total", prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "meshrev_injections_total",

@@ -14,6 +14,7 @@ type templateKey struct {
 	text                                              Templates
 }
 
+// cacheEntry is what the cache knows of one revision.
 type cacheEntry struct {
 	key  templateKey
 	tmpl *revisionTemplates
@@ -36,6 +37,8 @@ type templateCache struct {
 	entries map[string]*cacheEntry
 }
 
+// get returns the render of key, calling render only when the revision's
+// entry was rendered from another key.
 func (c *templateCache) get(key templateKey, render func() (*revisionTemplates, error)) (*revisionTemplates, error) {
 	c.mu.RLock()
 	e := c.entries[key.name]

@@ -42,6 +42,8 @@ type rendered struct {
 	initNames, containerNames, volumeNames []string
 }
 
+// namedJSON is a marshalled env var or volume mount and its name, for
+// merging by name into a gateway's container.
 type namedJSON struct {
 	name string
 	json []byte
@@ -127,6 +129,7 @@ func prepare(f *Fragment, gateway bool) (*rendered, error) {
 	return r, nil
 }
 
+// kvs pre-encodes the labels or annotations m, in key order.
 func kvs(prefix string, m map[string]string) []kvJSON {
 	out := make([]kvJSON, 0, len(m))
 	for _, k := range sortedKeys(m) {

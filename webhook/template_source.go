@@ -108,9 +108,18 @@ type ConfigMapTemplatesOptions struct {
 // (spec.revisions[].templates), else DefaultsConfigMap, else the embedded
 // defaults. A key missing from a ConfigMap falls back to the next level.
 func NewConfigMapTemplateSource(opts ConfigMapTemplatesOptions) TemplateSource {
+	return newConfigMapTemplates(opts)
+}
+
+// newConfigMapTemplates is NewConfigMapTemplateSource's source as its own
+// type, for the templates validator, which judges an edit through the same
+// layering (with).
+func newConfigMapTemplates(opts ConfigMapTemplatesOptions) *configMapTemplates {
 	return &configMapTemplates{opts: opts, embedded: DefaultTemplates()}
 }
 
+// configMapTemplates layers the embedded defaults, the defaults ConfigMap
+// and a revision's own ConfigMap, key by key.
 type configMapTemplates struct {
 	opts     ConfigMapTemplatesOptions
 	embedded Templates
@@ -120,6 +129,7 @@ type configMapTemplates struct {
 // instead of deep-copied on every admission request.
 var noDeepCopy = &client.GetOptions{UnsafeDisableDeepCopy: new(true)}
 
+// Templates layers rev's templates from the ConfigMaps in the cache.
 func (s *configMapTemplates) Templates(ctx context.Context, rev *v1alpha1.Revision) (Templates, error) {
 	return s.with(ctx, rev, nil)
 }
@@ -162,6 +172,8 @@ func (s *configMapTemplates) TemplatesOrigin(rev *v1alpha1.Revision) string {
 	return "ConfigMaps " + strings.Join(names, " (over ") + ")"
 }
 
+// overlay replaces the keys of t that the ConfigMap name has, reading
+// candidate in its place when it has that name.
 func (s *configMapTemplates) overlay(ctx context.Context, t *Templates, name string, candidate *corev1.ConfigMap) error {
 	cm := candidate
 	if cm == nil || cm.Name != name {

@@ -60,10 +60,7 @@ func NewTemplatesValidator(opts TemplatesValidatorOptions) *admission.Webhook {
 		opts.Scheme = validatorScheme()
 	}
 	// The same layering of ConfigMaps the injector's template source applies.
-	src := &configMapTemplates{
-		opts:     ConfigMapTemplatesOptions{Reader: opts.Reader, Namespace: opts.Namespace, DefaultsConfigMap: opts.DefaultsConfigMap},
-		embedded: DefaultTemplates(),
-	}
+	src := newConfigMapTemplates(ConfigMapTemplatesOptions{Reader: opts.Reader, Namespace: opts.Namespace, DefaultsConfigMap: opts.DefaultsConfigMap})
 	return &admission.Webhook{Handler: &templatesValidator{opts: opts, src: src, decoder: admission.NewDecoder(opts.Scheme)}}
 }
 

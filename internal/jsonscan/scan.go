@@ -34,6 +34,7 @@ func New(b []byte) *Scanner {
 	return &Scanner{b: b}
 }
 
+// syntax is encoding/json's syntax error for the byte at the offset.
 func (s *Scanner) syntax(what string) error {
 	if s.i >= len(s.b) {
 		return ErrUnexpectedEnd
@@ -41,6 +42,7 @@ func (s *Scanner) syntax(what string) error {
 	return fmt.Errorf("invalid character %q %s (offset %d)", s.b[s.i], what, s.i)
 }
 
+// ws skips white space.
 func (s *Scanner) ws() {
 	for s.i < len(s.b) {
 		switch s.b[s.i] {
@@ -165,6 +167,7 @@ func (s *Scanner) Null() error {
 	return s.literal("null")
 }
 
+// literal consumes lit (true, false or null) at the offset.
 func (s *Scanner) literal(lit string) error {
 	if len(s.b)-s.i < len(lit) || string(s.b[s.i:s.i+len(lit)]) != lit {
 		return s.syntax("in literal " + lit)
@@ -173,6 +176,7 @@ func (s *Scanner) literal(lit string) error {
 	return nil
 }
 
+// number consumes a number, as RFC 8259 spells it.
 func (s *Scanner) number() error {
 	start := s.i
 	if s.i < len(s.b) && s.b[s.i] == '-' {
@@ -207,6 +211,7 @@ func (s *Scanner) number() error {
 	return nil
 }
 
+// digits consumes decimal digits and says how many.
 func (s *Scanner) digits() int {
 	n := 0
 	for s.i < len(s.b) && s.b[s.i] >= '0' && s.b[s.i] <= '9' {
@@ -263,6 +268,7 @@ func (s *Scanner) str() (raw []byte, escaped bool, err error) {
 	return nil, false, ErrUnexpectedEnd
 }
 
+// isHex says whether c is a hexadecimal digit.
 func isHex(c byte) bool {
 	return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F')
 }
