@@ -1,6 +1,7 @@
 // Package webhook is meshrev's admission: the pod injector (the revision
-// router, served at /inject), the Mesh validator (/validate-mesh) and the
-// namespace warnings (/validate-namespace).
+// router, served at /inject), the Mesh validator (/validate-mesh), the
+// namespace warnings (/validate-namespace) and the templates validator
+// (/validate-templates).
 //
 // # The injector
 //
@@ -51,5 +52,8 @@
 // what that status lists removed (highest index first) before the new
 // injection is added, and loses it when the decision is now to skip.
 // ValidateRevision renders a revision's templates so that the Mesh validator
-// can refuse a revision whose templates are broken before any pod meets them.
+// can refuse a revision whose templates are broken before any pod meets them;
+// CheckTemplate renders one template text the same way, so that the templates
+// validator can refuse an edit of a templates ConfigMap that would break a
+// published revision.
 package webhook

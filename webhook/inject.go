@@ -127,58 +127,6 @@ func NewInjector(opts InjectorOptions) (*Injector, error) {
 	return &Injector{opts: opts, metrics: m}, nil
 }
 
-// Results counted by meshrev_injections_total.
-const (
-	resultInjected = "injected"
-	resultSkipped  = "skipped"
-	resultDenied   = "denied"
-	resultError    = "error"
-)
-
-type injectorMetrics struct {
-	injections     *prometheus.CounterVec
-	latency        prometheus.Histogram
-	templateErrors *prometheus.CounterVec
-}
-
-func newInjectorMetrics(reg prometheus.Registerer) (*injectorMetrics, error) {
-	injections := prometheus.NewCounterVec(prometheus.CounterOpts{
-		Name: "meshrev_injections_total",
-		Help: "Pod admission requests handled by the injector, by resolved revision and result (injected, skipped, denied, error).",
-	}, []string{"revision", "result"})
-	latency := prometheus.NewHistogram(prometheus.HistogramOpts{
-		Name:    "meshrev_injection_duration_seconds",
-		Help:    "Time the injector takes to handle one HTTP request, from request body to response body, whatever the outcome (malformed, too large, refused, admitted).",
-		Buckets: []float64{25e-6, 50e-6, 100e-6, 250e-6, 500e-6, 1e-3, 2.5e-3, 5e-3, 10e-3, 25e-3, 100e-3},
-	})
-	// Several injectors (tests, a restarted server) share one registry: reuse
-	// the collectors already registered.
-	var are prometheus.AlreadyRegisteredError
-	if err := reg.Register(injections); err != nil {
-		if !errors.As(err, &are) {
-			return nil, fmt.Errorf("register meshrev_injections_total: %w", err)
-		}
-		injections = are.ExistingCollector.(*prometheus.CounterVec)
-	}
-	if err := reg.Register(latency); err != nil {
-		if !errors.As(err, &are) {
-			return nil, fmt.Errorf("register meshrev_injection_duration_seconds: %w", err)
-		}
-		latency = are.ExistingCollector.(prometheus.Histogram)
-	}
-	templateErrors := prometheus.NewCounterVec(prometheus.CounterOpts{
-		Name: "meshrev_template_errors_total",
-		Help: "Pod admissions whose revision's templates could not be read or rendered, by revision: injected with the last good render, or refused when there was none.",
-	}, []string{"revision"})
-	if err := reg.Register(templateErrors); err != nil {
-		if !errors.As(err, &are) {
-			return nil, fmt.Errorf("register meshrev_template_errors_total: %w", err)
-		}
-		templateErrors = are.ExistingCollector.(*prometheus.CounterVec)
-	}
-	return &injectorMetrics{injections: injections, latency: latency, templateErrors: templateErrors}, nil
-}
-
 // reviewIn is the part of an AdmissionReview the injector reads.
 type reviewIn struct {
 	APIVersion string     `json:"apiVersion"`
@@ -273,7 +221,7 @@ func (i *Injector) Review(ctx context.Context, log logr.Logger, body []byte) (ou
 func (i *Injector) admit(ctx context.Context, log logr.Logger, req *requestIn) *admissionv1.AdmissionResponse {
 	log = log.WithValues("namespace", req.Namespace, "uid", req.UID)
 	if req.Kind.Kind != "Pod" || req.Kind.Group != "" || req.Resource.Resource != "pods" || req.SubResource != "" {
-		i.count("", resultError)
+		i.count("", resultError, "")
 		return refuse(http.StatusBadRequest, fmt.Sprintf("meshrev's injector only admits pods, got %s %s (resource %q, subresource %q): restrict the MutatingWebhookConfiguration rules to pods", req.Kind.Version, req.Kind.Kind, req.Resource.Resource, req.SubResource))
 	}
 	if req.Operation != "CREATE" {
@@ -282,11 +230,11 @@ func (i *Injector) admit(ctx context.Context, log logr.Logger, req *requestIn) *
 	}
 	pod, err := decodePod(req.Object)
 	if err != nil {
-		i.count("", resultError)
+		i.count("", resultError, "")
 		return refuse(http.StatusBadRequest, fmt.Sprintf("meshrev's injector cannot decode the pod: %v", err))
 	}
 	if pod.Metadata == nil || pod.Spec == nil {
-		i.count("", resultError)
+		i.count("", resultError, "")
 		return refuse(http.StatusBadRequest, "meshrev's injector cannot decode the pod: it has no metadata or no spec object")
 	}
 	podName := pod.Metadata.Name
@@ -317,7 +265,7 @@ func (i *Injector) admit(ctx context.Context, log logr.Logger, req *requestIn) *
 		case revisions.ReasonSystemNamespace, revisions.ReasonHostNetwork, revisions.ReasonPodOptOut:
 			// decided from the pod and its namespace's name alone
 		default:
-			i.count("", resultError)
+			i.count("", resultError, "")
 			if stateErr != nil {
 				// Without the Mesh or the namespace the decision is unknown:
 				// admitting the pod would leave it without its sidecar.
@@ -337,20 +285,20 @@ func (i *Injector) admit(ctx context.Context, log logr.Logger, req *requestIn) *
 	}
 
 	if d.Deny {
-		i.count("", resultDenied)
+		i.count("", resultDenied, d.Reason)
 		log.Info("pod refused", "message", d.Message)
 		resp := refuse(http.StatusForbidden, d.Message)
 		resp.Warnings = warnings
 		return resp
 	}
 	if !d.Inject {
-		i.count("", resultSkipped)
+		i.count("", resultSkipped, d.Reason)
 		resp := &admissionv1.AdmissionResponse{Allowed: true, Warnings: warnings}
 		if prev != nil {
 			// The pod was injected before (re-invocation) but must not be now.
 			patch, err := buildPatch(pod, prev, nil, "", false)
 			if err != nil {
-				return i.fail(log, "", err, warnings)
+				return i.fail(log, "", d.Reason, err, warnings)
 			}
 			resp.Patch, resp.PatchType = patch, &jsonPatchType
 			log.V(1).Info("injection removed", "previous", prev.Revision)
@@ -362,7 +310,7 @@ func (i *Injector) admit(ctx context.Context, log logr.Logger, req *requestIn) *
 
 	rt, twarn, err := i.revisionTemplates(ctx, log, mesh, d.Revision)
 	if err != nil {
-		return i.fail(log, d.Revision.Name, err, warnings)
+		return i.fail(log, d.Revision.Name, d.Reason, err, warnings)
 	}
 	if twarn != "" {
 		warnings = append(slices.Clip(warnings), twarn)
@@ -377,21 +325,17 @@ func (i *Injector) admit(ctx context.Context, log logr.Logger, req *requestIn) *
 	}
 	patch, err := buildPatch(pod, prev, r, d.Revision.Name, gateway)
 	if err != nil {
-		return i.fail(log, d.Revision.Name, err, warnings)
+		return i.fail(log, d.Revision.Name, d.Reason, err, warnings)
 	}
-	i.count(d.Revision.Name, resultInjected)
+	i.count(d.Revision.Name, resultInjected, d.Reason)
 	log.V(1).Info("pod injected", "gateway", gateway)
 	return &admissionv1.AdmissionResponse{Allowed: true, Patch: patch, PatchType: &jsonPatchType, Warnings: warnings}
 }
 
-func (i *Injector) count(rev, result string) {
-	i.metrics.injections.WithLabelValues(rev, result).Inc()
-}
-
 // fail refuses a pod that cannot be injected correctly: a half-injected pod
 // would be worse than a refused one, and its owner retries.
-func (i *Injector) fail(log logr.Logger, rev string, err error, warnings []string) *admissionv1.AdmissionResponse {
-	i.count(rev, resultError)
+func (i *Injector) fail(log logr.Logger, rev string, reason revisions.Reason, err error, warnings []string) *admissionv1.AdmissionResponse {
+	i.count(rev, resultError, reason)
 	code := int32(http.StatusInternalServerError)
 	if ce := (*conflictError)(nil); errors.As(err, &ce) {
 		code = http.StatusBadRequest
@@ -550,20 +494,6 @@ func (i *Injector) ValidateRevision(ctx context.Context, mesh *v1alpha1.Mesh, re
 		return err
 	}
 	return nil
-}
-
-// RenderRevision renders rev's templates and returns the sidecar and gateway
-// fragments, for tools (meshrev check-inject) and tests.
-func (i *Injector) RenderRevision(ctx context.Context, rev v1alpha1.Revision) (sidecar, gateway Fragment, err error) {
-	text, err := i.opts.Templates.Templates(ctx, &rev)
-	if err != nil {
-		return Fragment{}, Fragment{}, err
-	}
-	rt, err := i.render(i.revisionData(&rev), text)
-	if err != nil {
-		return Fragment{}, Fragment{}, err
-	}
-	return rt.sidecar.frag, rt.gateway.frag, nil
 }
 
 // readBody reads at most max+1 bytes, in one allocation when the request

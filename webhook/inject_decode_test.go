@@ -8,28 +8,6 @@ import (
 	"github.com/stretchr/testify/require"
 )
 
-// FuzzJSONWalker checks the hot path's JSON walker against encoding/json:
-// it accepts exactly the valid JSON documents, and never panics on the
-// AdmissionReview or pod readers.
-func FuzzJSONWalker(f *testing.F) {
-	for _, s := range []string{
-		`{}`, `[]`, `null`, `true`, `-0.5e+7`, `"a\u00e9\n"`, `{"a":[1,{"b":null}],"c":"\"}"}`,
-		`{"a":1,}`, `[1 2]`, `01`, `1.`, `"\x01"`, `"\u12"`, `{"a" 1}`, `tru`, `[`, `{"metadata":{"name":"x"},"spec":{"containers":[{"name":"c","env":[{"name":"E"}]}]}}`,
-	} {
-		f.Add([]byte(s))
-	}
-	f.Fuzz(func(t *testing.T, b []byte) {
-		w := &jsonWalker{b: b}
-		err := w.skip()
-		if err == nil {
-			err = w.end()
-		}
-		assert.Equal(t, json.Valid(b), err == nil, "walker and encoding/json disagree on %q: %v", b, err)
-		_, _ = decodePod(b)
-		_, _ = decodeReview(b)
-	})
-}
-
 func TestDecodePodMatchesEncodingJSON(t *testing.T) {
 	tests := map[string]struct{ path string }{
 		"a ReplicaSet's pod":              {path: "testdata/inject/pods/reviews-v2.yaml"},

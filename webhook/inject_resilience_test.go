@@ -73,7 +73,7 @@ func TestInjectRefusesForRetryWhenTheStateCannotBeRead(t *testing.T) {
 			assert.Contains(t, resp.Result.Message, "could not read its cache")
 			assert.Contains(t, resp.Result.Message, errCacheNotSynced.Error())
 			assert.Contains(t, resp.Result.Message, "retry the request")
-			assert.InDelta(t, 1, testutil.ToFloat64(inj.metrics.injections.WithLabelValues("", resultError)), 0)
+			assert.InDelta(t, 1, testutil.ToFloat64(inj.metrics.injections.WithLabelValues("", resultError, "")), 0)
 		})
 	}
 }

@@ -19,6 +19,7 @@ import (
 	"k8s.io/apimachinery/pkg/runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client/fake"
 
+	"github.com/meshrev/meshrev/revisions"
 	"github.com/meshrev/meshrev/revisions/v1alpha1"
 )
 
@@ -170,9 +171,11 @@ func TestInjectMetricsCountEveryResult(t *testing.T) {
 	serve(t, inj, reviewFor(t, "pinned", []byte(plainPod)))
 
 	c := inj.metrics.injections
-	assert.InDelta(t, 2, testutil.ToFloat64(c.WithLabelValues("1-22-6", resultInjected)), 0)
-	assert.InDelta(t, 2, testutil.ToFloat64(c.WithLabelValues("", resultSkipped)), 0)
-	assert.InDelta(t, 1, testutil.ToFloat64(c.WithLabelValues("", resultDenied)), 0)
+	assert.Equal(t, 4, testutil.CollectAndCount(c), "one series per revision, result and reason seen")
+	assert.InDelta(t, 2, testutil.ToFloat64(c.WithLabelValues("1-22-6", resultInjected, string(revisions.ReasonNamespaceInjectionEnabled))), 0)
+	assert.InDelta(t, 1, testutil.ToFloat64(c.WithLabelValues("", resultSkipped, string(revisions.ReasonNotSelected))), 0)
+	assert.InDelta(t, 1, testutil.ToFloat64(c.WithLabelValues("", resultSkipped, string(revisions.ReasonUnknownRevision))), 0)
+	assert.InDelta(t, 1, testutil.ToFloat64(c.WithLabelValues("", resultDenied, string(revisions.ReasonUnknownRevision))), 0)
 	n, err := testutil.GatherAndCount(reg, "meshrev_injection_duration_seconds")
 	require.NoError(t, err)
 	assert.Equal(t, 1, n)

@@ -60,10 +60,7 @@ func NewTemplatesValidator(opts TemplatesValidatorOptions) *admission.Webhook {
 		opts.Scheme = validatorScheme()
 	}
 	// The same layering of ConfigMaps the injector's template source applies.
-	src := &configMapTemplates{
-		opts:     ConfigMapTemplatesOptions{Reader: opts.Reader, Namespace: opts.Namespace, DefaultsConfigMap: opts.DefaultsConfigMap},
-		embedded: DefaultTemplates(),
-	}
+	src := newConfigMapTemplates(ConfigMapTemplatesOptions{Reader: opts.Reader, Namespace: opts.Namespace, DefaultsConfigMap: opts.DefaultsConfigMap})
 	return &admission.Webhook{Handler: &templatesValidator{opts: opts, src: src, decoder: admission.NewDecoder(opts.Scheme)}}
 }
 
@@ -156,21 +153,13 @@ func (v *templatesValidator) check(ctx context.Context, spec *v1alpha1.MeshSpec,
 			if !ok || (effErr == nil && eff.text(key) != text) {
 				continue
 			}
-			if err := v.opts.Injector.renderKey(&rev, key, text); err != nil {
+			if err := v.opts.Injector.CheckTemplate(&rev, key, text); err != nil {
 				msgs = append(msgs, fmt.Sprintf("ConfigMap %s/%s key %q does not render for published revision %s: %v; fix the template (until then the ConfigMap stays as it was)",
 					cm.Namespace, cm.Name, key, rev.Name, err))
 			}
 		}
 	}
 	return msgs
-}
-
-// renderKey parses and renders the template text of key (sidecar or
-// gateway) for rev, as injection would, without touching the injection cache.
-func (i *Injector) renderKey(rev *v1alpha1.Revision, key, text string) error {
-	data := &TemplateData{Revision: i.revisionData(rev), MeshNamespace: i.opts.MeshNamespace, Values: i.opts.Values}
-	_, err := renderTemplate(key, text, data, key == revisions.TemplateGateway)
-	return err
 }
 
 // revisionsNaming returns the published revisions whose templates field names

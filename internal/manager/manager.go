@@ -92,11 +92,10 @@ func Run(ctx context.Context, opts Options) error {
 		return err
 	}
 	if err := controller.Setup(mgr, controller.Options{
-		OwnNamespace:   opts.OwnNamespace,
-		MeshNamespace:  opts.MeshNamespace,
-		ProxyImageRepo: opts.ProxyImageRepo,
-		HistoryLimit:   opts.HistoryLimit,
-		AfterRelabel:   opts.AfterRelabel,
+		OwnNamespace:  opts.OwnNamespace,
+		MeshNamespace: opts.MeshNamespace,
+		HistoryLimit:  opts.HistoryLimit,
+		AfterRelabel:  opts.AfterRelabel,
 	}); err != nil {
 		return err
 	}

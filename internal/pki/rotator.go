@@ -141,9 +141,6 @@ func NewRotator(c client.Client, opts Options) (*Rotator, error) {
 	}, nil
 }
 
-// Hosts are the names the serving certificate covers.
-func (r *Rotator) Hosts() []string { return slices.Clone(r.hosts) }
-
 // Current is the bundle of the last successful sync, or nil.
 func (r *Rotator) Current() *Bundle {
 	r.mu.Lock()

@@ -38,10 +38,6 @@ type Options struct {
 	OwnNamespace string
 	// MeshNamespace is where control planes run (istio-system).
 	MeshNamespace string
-	// ProxyImageRepo is the manager's proxy image repository. The injector
-	// defaults proxy images from it; the controller leaves revisions as
-	// written (no defaulting in stored objects) and does not use it.
-	ProxyImageRepo string
 	// HistoryLimit bounds status.history (DefaultHistoryLimit when 0).
 	HistoryLimit int
 	// AfterRelabel, when set, is called after each namespace the promotion

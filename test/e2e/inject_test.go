@@ -426,11 +426,13 @@ func injRegisterLabeler(t *testing.T, c client.Client, srv *cluster.WebhookServe
 	t.Cleanup(func() { deleteIfExists(t, c, cfg) })
 }
 
-// injectedCount reads meshrev_injections_total{revision=rev,result="injected"}.
+// injectedCount sums meshrev_injections_total{revision=rev,result="injected"}
+// over the decision's reasons.
 func injectedCount(t *testing.T, reg *prometheus.Registry, rev string) float64 {
 	t.Helper()
 	families, err := reg.Gather()
 	require.NoError(t, err)
+	sum := 0.0
 	for _, f := range families {
 		if f.GetName() != "meshrev_injections_total" {
 			continue
@@ -441,9 +443,9 @@ func injectedCount(t *testing.T, reg *prometheus.Registry, rev string) float64 {
 				labels[l.GetName()] = l.GetValue()
 			}
 			if labels["revision"] == rev && labels["result"] == "injected" {
-				return m.GetCounter().GetValue()
+				sum += m.GetCounter().GetValue()
 			}
 		}
 	}
-	return 0
+	return sum
 }

@@ -540,9 +540,9 @@ func TestHarnessHelpers(t *testing.T) {
 	t.Run("metricValue sums matching samples and says when there are none", func(t *testing.T) {
 		text := strings.Join([]string{
 			`# HELP meshrev_injections_total x`,
-			`meshrev_injections_total{result="injected",revision="1-22-6"} 3`,
-			`meshrev_injections_total{result="injected",revision="1-23-6"} 2`,
-			`meshrev_injections_total{result="skipped",revision=""} 7`,
+			`meshrev_injections_total{reason="NamespaceInjectionEnabled",result="injected",revision="1-22-6"} 3`,
+			`meshrev_injections_total{reason="PodRevisionLabel",result="injected",revision="1-23-6"} 2`,
+			`meshrev_injections_total{reason="NotSelected",result="skipped",revision=""} 7`,
 		}, "\n")
 		assert.Equal(t, 5.0, metricValue(text, "meshrev_injections_total", map[string]string{"result": "injected"}))
 		assert.Equal(t, 12.0, metricValue(text, "meshrev_injections_total", nil))
