@@ -1,5 +1,5 @@
 // Command cluster builds, starts and stops meshrev's local Kubernetes cluster
-// (see package github.com/meshrev/meshrev/test/e2e/cluster).
+// (see package github.com/meshrev/meshrev/internal/devcluster).
 //
 //	go run ./hack/cluster build   # build the pinned binaries into the cache
 //	go run ./hack/cluster up      # start (or reuse) the cluster in .dev/
@@ -22,7 +22,7 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/meshrev/meshrev/test/e2e/cluster"
+	"github.com/meshrev/meshrev/internal/devcluster"
 )
 
 const usage = `usage: go run ./hack/cluster <command> [flags]
@@ -46,9 +46,9 @@ func main() {
 
 func run(args []string) error {
 	fs := flag.NewFlagSet("cluster", flag.ContinueOnError)
-	dir := fs.String("dir", "", "cluster directory (default $"+cluster.DirEnv+" or <repo>/.dev)")
-	nodes := fs.Int("nodes", cluster.DefaultNodes, "number of kwok nodes")
-	timeout := fs.Duration("timeout", cluster.DefaultStartTimeout, "how long `up` may wait for the cluster once built")
+	dir := fs.String("dir", "", "cluster directory (default $"+devcluster.DirEnv+" or <repo>/.dev)")
+	nodes := fs.Int("nodes", devcluster.DefaultNodes, "number of kwok nodes")
+	timeout := fs.Duration("timeout", devcluster.DefaultStartTimeout, "how long `up` may wait for the cluster once built")
 	fs.Usage = func() {
 		fmt.Fprint(fs.Output(), usage)
 		fs.PrintDefaults()
@@ -66,12 +66,12 @@ func run(args []string) error {
 		return fmt.Errorf("unexpected arguments %v; see go run ./hack/cluster -h", fs.Args())
 	}
 
-	root, err := cluster.RepoRoot()
+	root, err := devcluster.RepoRoot()
 	if err != nil {
 		return err
 	}
 	if *dir == "" {
-		if *dir, err = cluster.DefaultDir(root); err != nil {
+		if *dir, err = devcluster.DefaultDir(root); err != nil {
 			return err
 		}
 	}
@@ -85,7 +85,7 @@ func run(args []string) error {
 	switch command {
 	case "build":
 		start := time.Now()
-		bins, err := cluster.Build(ctx, cluster.BuildOptions{RepoRoot: root, Log: os.Stdout})
+		bins, err := devcluster.Build(ctx, devcluster.BuildOptions{RepoRoot: root, Log: os.Stdout})
 		if err != nil {
 			return err
 		}
@@ -96,7 +96,7 @@ func run(args []string) error {
 		return nil
 	case "up":
 		start := time.Now()
-		c, err := cluster.Start(ctx, cluster.Options{
+		c, err := devcluster.Start(ctx, devcluster.Options{
 			Dir:          *dir,
 			RepoRoot:     root,
 			Nodes:        *nodes,
@@ -112,31 +112,31 @@ func run(args []string) error {
 		printEnv(c.Layout)
 		return nil
 	case "down":
-		n, err := cluster.Down(*dir)
+		n, err := devcluster.Down(*dir)
 		if err != nil {
 			return err
 		}
 		if n == 0 {
 			fmt.Printf("no local cluster running in %s\n", *dir)
 		} else {
-			fmt.Printf("stopped %d processes of the local cluster in %s (logs kept in %s)\n", n, *dir, cluster.Layout{Root: *dir}.LogDir())
+			fmt.Printf("stopped %d processes of the local cluster in %s (logs kept in %s)\n", n, *dir, devcluster.Layout{Root: *dir}.LogDir())
 		}
 		return nil
 	case "status":
-		if err := cluster.Status(ctx, *dir, *nodes); err != nil {
+		if err := devcluster.Status(ctx, *dir, *nodes); err != nil {
 			return fmt.Errorf("local cluster in %s is not running: %w (start it with `go run ./hack/cluster up`)", *dir, err)
 		}
 		fmt.Printf("local cluster in %s is running and healthy\n", *dir)
 		return nil
 	case "env":
-		printEnv(cluster.Layout{Root: *dir})
+		printEnv(devcluster.Layout{Root: *dir})
 		return nil
 	default:
 		return errors.New("unknown command " + command + "; see go run ./hack/cluster -h")
 	}
 }
 
-func printEnv(l cluster.Layout) {
+func printEnv(l devcluster.Layout) {
 	fmt.Printf("export KUBECONFIG=%s\n", l.Kubeconfig())
 	fmt.Printf("export PATH=%s:$PATH\n", l.BinDir())
 }

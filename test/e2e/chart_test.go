@@ -54,10 +54,10 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/yaml"
 
+	"github.com/meshrev/meshrev/internal/devcluster"
 	"github.com/meshrev/meshrev/internal/manager"
 	"github.com/meshrev/meshrev/revisions"
 	"github.com/meshrev/meshrev/revisions/v1alpha1"
-	"github.com/meshrev/meshrev/test/e2e/cluster"
 )
 
 const (
@@ -87,11 +87,11 @@ func newHelm(t *testing.T) *helmRunner {
 		// (built once, then up to date in a moment).
 		ctx, cancel := context.WithTimeout(t.Context(), 20*time.Minute)
 		defer cancel()
-		bins, err := cluster.Build(ctx, cluster.BuildOptions{})
+		bins, err := devcluster.Build(ctx, devcluster.BuildOptions{})
 		require.NoError(t, err, "build the pinned helm binary")
 		bin = bins.Helm
 	}
-	root, err := cluster.RepoRoot()
+	root, err := devcluster.RepoRoot()
 	require.NoError(t, err)
 	home := t.TempDir()
 	return &helmRunner{
@@ -540,7 +540,7 @@ func ptrTo[T any](v T) *T { return &v }
 // deleted when the test ends unless they were there before.
 func installCertManagerCRDs(t *testing.T, c client.Client) {
 	t.Helper()
-	root, err := cluster.RepoRoot()
+	root, err := devcluster.RepoRoot()
 	require.NoError(t, err)
 	cmd := exec.CommandContext(t.Context(), "go", "list", "-m", "-f", "{{.Dir}}", "github.com/cert-manager/cert-manager")
 	cmd.Dir = root

@@ -17,7 +17,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
-	"github.com/meshrev/meshrev/test/e2e/cluster"
+	"github.com/meshrev/meshrev/internal/devcluster"
 )
 
 // TestClusterUpAfterACrashAndDown proves what `make cluster-up` promises on a
@@ -28,9 +28,9 @@ func TestClusterUpAfterACrashAndDown(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
 	dir := t.TempDir()
-	t.Cleanup(func() { _, _ = cluster.Down(dir) })
-	start := func(reuse bool) *cluster.Cluster {
-		c, err := cluster.Start(ctx, cluster.Options{Dir: dir, Detach: true, Reuse: reuse, Nodes: 1})
+	t.Cleanup(func() { _, _ = devcluster.Down(dir) })
+	start := func(reuse bool) *devcluster.Cluster {
+		c, err := devcluster.Start(ctx, devcluster.Options{Dir: dir, Detach: true, Reuse: reuse, Nodes: 1})
 		require.NoError(t, err)
 		cs, err := c.Clientset()
 		require.NoError(t, err)
@@ -64,7 +64,7 @@ func TestClusterUpAfterACrashAndDown(t *testing.T) {
 	assert.NotEqual(t, apiserver, pid("kube-apiserver"))
 	assert.False(t, running(etcd), "the stray etcd whose pid file was lost was stopped")
 
-	stopped, err := cluster.Down(dir)
+	stopped, err := devcluster.Down(dir)
 	require.NoError(t, err)
 	assert.GreaterOrEqual(t, stopped, 4, "etcd, apiserver, controller-manager, scheduler and kwok were stopped")
 	for _, c := range []string{"etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kwok"} {
@@ -75,7 +75,7 @@ func TestClusterUpAfterACrashAndDown(t *testing.T) {
 		p, _ := strconv.Atoi(strings.TrimSpace(string(b)))
 		assert.False(t, running(p), "%s (pid %d) is still running after down", c, p)
 	}
-	assert.Error(t, cluster.Status(ctx, dir, 1), "down leaves no healthy cluster behind")
+	assert.Error(t, devcluster.Status(ctx, dir, 1), "down leaves no healthy cluster behind")
 }
 
 // running reports whether pid is a live process (not a zombie).

@@ -56,11 +56,11 @@ import (
 
 	"go.uber.org/zap/zapcore"
 
+	"github.com/meshrev/meshrev/internal/devcluster"
 	"github.com/meshrev/meshrev/internal/manager"
 	"github.com/meshrev/meshrev/internal/pki"
 	"github.com/meshrev/meshrev/revisions"
 	"github.com/meshrev/meshrev/revisions/v1alpha1"
-	"github.com/meshrev/meshrev/test/e2e/cluster"
 )
 
 // Names fixed by the shared contract.
@@ -246,7 +246,7 @@ func startManager(t *testing.T, opts ...managerOption) *managerHandle {
 			})
 		}
 	} else {
-		ca, err := cluster.NewCA("meshrev-e2e-webhook-ca")
+		ca, err := devcluster.NewCA("meshrev-e2e-webhook-ca")
 		require.NoError(t, err)
 		kp, err := ca.ServingCert("127.0.0.1", "localhost")
 		require.NoError(t, err)
@@ -506,7 +506,7 @@ func httpGet(ctx context.Context, url string) (string, error) {
 // ship.
 func renderWebhookConfigs(t *testing.T, url string) (*admissionregistrationv1.MutatingWebhookConfiguration, *admissionregistrationv1.ValidatingWebhookConfiguration) {
 	t.Helper()
-	root, err := cluster.RepoRoot()
+	root, err := devcluster.RepoRoot()
 	require.NoError(t, err)
 	chrt, err := loader.LoadDir(filepath.Join(root, "charts", "meshrev"))
 	require.NoError(t, err, "load the chart")
@@ -535,7 +535,7 @@ func renderWebhookConfigs(t *testing.T, url string) (*admissionregistrationv1.Mu
 // it is Established.
 func ensureMeshCRD(t *testing.T, c client.Client) {
 	t.Helper()
-	root, err := cluster.RepoRoot()
+	root, err := devcluster.RepoRoot()
 	require.NoError(t, err)
 	data, err := os.ReadFile(filepath.Join(root, "charts", "meshrev", "crds", "meshrev.io_meshes.yaml"))
 	require.NoError(t, err)

@@ -24,7 +24,7 @@ import (
 	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/kubernetes"
 
-	"github.com/meshrev/meshrev/test/e2e/cluster"
+	"github.com/meshrev/meshrev/internal/devcluster"
 )
 
 const rolloutTimeout = 90 * time.Second
@@ -131,7 +131,7 @@ func TestDeploymentPodsRunReadyOnKwokNodes(t *testing.T) {
 	pods, err := cs.CoreV1().Pods(ns).List(t.Context(), metav1.ListOptions{LabelSelector: "app=web"})
 	require.NoError(t, err)
 	require.Len(t, pods.Items, 3)
-	nodes, err := cs.CoreV1().Nodes().List(t.Context(), metav1.ListOptions{LabelSelector: cluster.NodeLabel + "=" + cluster.NodeLabelValue})
+	nodes, err := cs.CoreV1().Nodes().List(t.Context(), metav1.ListOptions{LabelSelector: devcluster.NodeLabel + "=" + devcluster.NodeLabelValue})
 	require.NoError(t, err)
 	var kwokNodes []string
 	for _, n := range nodes.Items {
@@ -258,7 +258,7 @@ func (h *labelWebhook) callsFor(name string) []admissionv1.AdmissionRequest {
 func TestMutatingWebhookByURLPatchesPods(t *testing.T) {
 	cs := Client(t)
 	hook := &labelWebhook{}
-	srv, err := cluster.StartWebhookServer(hook)
+	srv, err := devcluster.StartWebhookServer(hook)
 	require.NoError(t, err)
 	t.Cleanup(func() { assert.NoError(t, srv.Close()) })
 
