@@ -2,13 +2,14 @@
 // (see package github.com/meshrev/meshrev/internal/devcluster).
 //
 //	go run ./hack/cluster build   # build the pinned binaries into the cache
-//	go run ./hack/cluster up      # start (or reuse) the cluster in .dev/
+//	go run ./hack/cluster up      # start (or reuse, or restart on its data) the cluster in .dev/
+//	go run ./hack/cluster up -wipe  # drop the cluster's data and start a fresh one
 //	go run ./hack/cluster status  # is it running and healthy?
 //	go run ./hack/cluster env     # shell exports: KUBECONFIG and PATH
 //	go run ./hack/cluster down    # stop it
 //
 // Flags (after the command): -dir (default $MESHREV_CLUSTER_DIR or <repo>/.dev),
-// -nodes, -timeout.
+// -nodes, -timeout, -wipe.
 package main
 
 import (
@@ -29,7 +30,8 @@ const usage = `usage: go run ./hack/cluster <command> [flags]
 
 commands:
   build    build the pinned binaries (etcd, kube-*, kubectl, helm, kwok) into the cache
-  up       start the local cluster, or reuse it when it is already running and healthy
+  up       start the local cluster, or reuse it when it is already running and healthy;
+           a stopped or crashed one is restarted on its data (objects kept), -wipe drops it
   down     stop the local cluster
   status   report whether the local cluster is running and healthy
   env      print shell exports (eval "$(go run ./hack/cluster env)")
@@ -49,6 +51,7 @@ func run(args []string) error {
 	dir := fs.String("dir", "", "cluster directory (default $"+devcluster.DirEnv+" or <repo>/.dev)")
 	nodes := fs.Int("nodes", devcluster.DefaultNodes, "number of kwok nodes")
 	timeout := fs.Duration("timeout", devcluster.DefaultStartTimeout, "how long `up` may wait for the cluster once built")
+	wipe := fs.Bool("wipe", false, "with up: drop the data of the cluster in the directory (etcd, PKI, kubeconfig) and start a fresh one")
 	fs.Usage = func() {
 		fmt.Fprint(fs.Output(), usage)
 		fs.PrintDefaults()
@@ -101,12 +104,18 @@ func run(args []string) error {
 			RepoRoot:     root,
 			Nodes:        *nodes,
 			Log:          os.Stdout,
-			Reuse:        true,
+			Reuse:        !*wipe,
+			Wipe:         *wipe,
 			Detach:       true,
 			StartTimeout: *timeout,
 		})
-		if err != nil {
-			return fmt.Errorf("%w\n(the binaries are cached; fix the cause and run `go run ./hack/cluster up` again — it cleans up stale processes)", err)
+		switch {
+		case errors.Is(err, devcluster.ErrDataUnusable):
+			return fmt.Errorf("%w\nthe data in %s cannot be restarted; to drop it and start a fresh cluster run: %s", err, *dir, wipeCommand)
+		case err != nil && !*wipe:
+			return fmt.Errorf("%w\n(the binaries are cached; fix the cause and run `go run ./hack/cluster up` again — it cleans up stale processes; if the cluster's data is broken, start afresh with: %s)", err, wipeCommand)
+		case err != nil:
+			return fmt.Errorf("%w\n(the binaries are cached; fix the cause and run `go run ./hack/cluster up -wipe` again — it cleans up stale processes)", err)
 		}
 		fmt.Printf("cluster up in %s\n\n", time.Since(start).Round(100*time.Millisecond))
 		printEnv(c.Layout)
@@ -135,6 +144,9 @@ func run(args []string) error {
 		return errors.New("unknown command " + command + "; see go run ./hack/cluster -h")
 	}
 }
+
+// wipeCommand is how a person starts afresh, dropping the cluster's objects.
+const wipeCommand = "go run ./hack/cluster up -wipe (make cluster-up WIPE=1)"
 
 func printEnv(l devcluster.Layout) {
 	fmt.Printf("export KUBECONFIG=%s\n", l.Kubeconfig())

@@ -11,8 +11,8 @@
 //
 //	MESHREV_E2E_KUBECONFIG   use this running cluster instead of starting one, e.g.
 //	                         .dev/kubeconfig after `make cluster-up` (fast iteration)
-//	MESHREV_E2E_CLUSTER_DIR  start the cluster in this directory (kept afterwards)
-//	                         instead of a temporary one
+//	MESHREV_E2E_CLUSTER_DIR  start a fresh cluster in this directory (wiped first,
+//	                         kept afterwards) instead of a temporary one
 //
 // A cluster that cannot start fails the run with the reason; tests never skip.
 package e2e
@@ -97,7 +97,8 @@ func runTests(m *testing.M) int {
 	// A cold build of the binaries takes about ten minutes on two cores.
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Minute)
 	defer cancel()
-	opts := devcluster.Options{Dir: os.Getenv(ClusterDirEnv), Log: prefixWriter{}}
+	// A test run wants a fresh cluster, also in a directory of its own choice.
+	opts := devcluster.Options{Dir: os.Getenv(ClusterDirEnv), Wipe: true, Log: prefixWriter{}}
 	c, err := devcluster.Start(ctx, opts)
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "e2e: FAIL: the local cluster did not start: %v\n", err)

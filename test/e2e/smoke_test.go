@@ -29,23 +29,6 @@ import (
 
 const rolloutTimeout = 90 * time.Second
 
-func newDeployment(name string, replicas int32) *appsv1.Deployment {
-	labels := map[string]string{"app": name}
-	return &appsv1.Deployment{
-		ObjectMeta: metav1.ObjectMeta{Name: name, Labels: labels},
-		Spec: appsv1.DeploymentSpec{
-			Replicas: &replicas,
-			Selector: &metav1.LabelSelector{MatchLabels: labels},
-			Template: corev1.PodTemplateSpec{
-				ObjectMeta: metav1.ObjectMeta{Labels: labels},
-				Spec: corev1.PodSpec{
-					Containers: []corev1.Container{{Name: "app", Image: "registry.k8s.io/pause:3.10"}},
-				},
-			},
-		},
-	}
-}
-
 func podReady(p *corev1.Pod) bool {
 	if p.Status.Phase != corev1.PodRunning || p.DeletionTimestamp != nil {
 		return false
@@ -124,7 +107,7 @@ func TestDeploymentPodsRunReadyOnKwokNodes(t *testing.T) {
 	cs := Client(t)
 	ns := NewNamespace(t, "smoke-deploy", nil)
 
-	_, err := cs.AppsV1().Deployments(ns).Create(t.Context(), newDeployment("web", 3), metav1.CreateOptions{})
+	_, err := cs.AppsV1().Deployments(ns).Create(t.Context(), simpleDeployment("web", 3, nil), metav1.CreateOptions{})
 	require.NoError(t, err)
 	d := waitDeploymentComplete(t, cs, ns, "web")
 
@@ -153,7 +136,7 @@ func TestRolloutRestartReplacesReplicaSet(t *testing.T) {
 	cs := Client(t)
 	ns := NewNamespace(t, "smoke-restart", nil)
 
-	_, err := cs.AppsV1().Deployments(ns).Create(t.Context(), newDeployment("api", 3), metav1.CreateOptions{})
+	_, err := cs.AppsV1().Deployments(ns).Create(t.Context(), simpleDeployment("api", 3, nil), metav1.CreateOptions{})
 	require.NoError(t, err)
 	d := waitDeploymentComplete(t, cs, ns, "api")
 	oldRS := activeReplicaSet(t, replicaSetsOf(t, cs, d))
