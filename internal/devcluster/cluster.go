@@ -101,9 +101,8 @@ type state struct {
 // apiserver is ready, every node is Ready and schedulable, and the default
 // ServiceAccount and kube-root-ca.crt exist in namespace default.
 func Start(ctx context.Context, opts Options) (*Cluster, error) {
-	logw := opts.Log
-	if logw == nil {
-		logw = io.Discard
+	if opts.Log == nil {
+		opts.Log = io.Discard
 	}
 	if opts.Nodes <= 0 {
 		opts.Nodes = DefaultNodes
@@ -111,6 +110,47 @@ func Start(ctx context.Context, opts Options) (*Cluster, error) {
 	if opts.StartTimeout <= 0 {
 		opts.StartTimeout = DefaultStartTimeout
 	}
+	c, err := newCluster(ctx, opts)
+	if err != nil {
+		return nil, err
+	}
+	if opts.Reuse {
+		reused, err := c.reuse(ctx, opts)
+		if err != nil {
+			return nil, err
+		}
+		if reused {
+			return c, nil
+		}
+	}
+
+	started := time.Now()
+	ctx, cancel := context.WithTimeout(ctx, opts.StartTimeout)
+	defer cancel()
+	err = c.boot(ctx, opts.Log, opts, false)
+	for attempt := 2; err != nil && attempt <= 3 && portClash(c.Layout); attempt++ {
+		// Free ports are picked before the components bind them; another
+		// process may take one in between. Try again with new ports (and
+		// fresh data again when the first attempt was a fresh start).
+		fmt.Fprintf(opts.Log, "a port was taken by another process meanwhile; retrying with new ports (attempt %d)\n", attempt)
+		c.procs, c.NodeNames = nil, nil
+		retry := opts
+		retry.Wipe = opts.Wipe || !c.Restarted
+		err = c.boot(ctx, opts.Log, retry, true)
+	}
+	if err != nil {
+		// Leave nothing running; keep logs for the diagnosis.
+		c.keep = true
+		_ = c.Stop()
+		return nil, err
+	}
+	fmt.Fprintf(opts.Log, "local cluster ready in %s: %d nodes, kubeconfig %s\n", time.Since(started).Round(100*time.Millisecond), len(c.NodeNames), c.KubeconfigPath)
+	return c, nil
+}
+
+// newCluster prepares the cluster directory (a temporary one when opts.Dir
+// is empty): the binaries built, bin/ linking kubectl and helm, logs/.
+func newCluster(ctx context.Context, opts Options) (*Cluster, error) {
 	c := &Cluster{}
 	if opts.Dir == "" {
 		dir, err := os.MkdirTemp("", "meshrev-cluster-")
@@ -127,7 +167,7 @@ func Start(ctx context.Context, opts Options) (*Cluster, error) {
 	c.Layout = Layout{Root: dir}
 	c.KubeconfigPath = c.Layout.Kubeconfig()
 
-	bins, err := Build(ctx, BuildOptions{RepoRoot: opts.RepoRoot, CacheDir: opts.CacheDir, Log: logw})
+	bins, err := Build(ctx, BuildOptions{RepoRoot: opts.RepoRoot, CacheDir: opts.CacheDir, Log: opts.Log})
 	if err != nil {
 		if c.tempDir {
 			_ = os.RemoveAll(dir)
@@ -143,42 +183,25 @@ func Start(ctx context.Context, opts Options) (*Cluster, error) {
 	if err := c.linkBinaries(); err != nil {
 		return nil, err
 	}
-
-	if opts.Reuse {
-		if st, err := healthy(ctx, c.Layout, opts.Nodes); err == nil {
-			if err := c.load(st); err != nil {
-				return nil, err
-			}
-			c.Reused = true
-			fmt.Fprintf(logw, "local cluster already running and healthy at %s (started %s); reusing it\n", st.APIServer, st.Started.Format(time.RFC3339))
-			return c, nil
-		} else if _, statErr := os.Stat(c.Layout.StateFile()); statErr == nil {
-			fmt.Fprintf(logw, "existing cluster in %s is not healthy (%v); restarting it\n", dir, err)
-		}
-	}
-
-	started := time.Now()
-	ctx, cancel := context.WithTimeout(ctx, opts.StartTimeout)
-	defer cancel()
-	err = c.boot(ctx, logw, opts, false)
-	for attempt := 2; err != nil && attempt <= 3 && portClash(c.Layout); attempt++ {
-		// Free ports are picked before the components bind them; another
-		// process may take one in between. Try again with new ports (and
-		// fresh data again when the first attempt was a fresh start).
-		fmt.Fprintf(logw, "a port was taken by another process meanwhile; retrying with new ports (attempt %d)\n", attempt)
-		c.procs, c.NodeNames = nil, nil
-		retry := opts
-		retry.Wipe = opts.Wipe || !c.Restarted
-		err = c.boot(ctx, logw, retry, true)
-	}
-	if err != nil {
-		// Leave nothing running; keep logs for the diagnosis.
-		c.keep = true
-		_ = c.Stop()
-		return nil, err
-	}
-	fmt.Fprintf(logw, "local cluster ready in %s: %d nodes, kubeconfig %s\n", time.Since(started).Round(100*time.Millisecond), len(c.NodeNames), c.KubeconfigPath)
 	return c, nil
+}
+
+// reuse loads the cluster running in the directory when it is healthy, and
+// reports whether it did.
+func (c *Cluster) reuse(ctx context.Context, opts Options) (bool, error) {
+	st, err := healthy(ctx, c.Layout, opts.Nodes)
+	if err != nil {
+		if _, statErr := os.Stat(c.Layout.StateFile()); statErr == nil {
+			fmt.Fprintf(opts.Log, "existing cluster in %s is not healthy (%v); restarting it\n", c.Layout.Root, err)
+		}
+		return false, nil
+	}
+	if err := c.load(st); err != nil {
+		return false, err
+	}
+	c.Reused = true
+	fmt.Fprintf(opts.Log, "local cluster already running and healthy at %s (started %s); reusing it\n", st.APIServer, st.Started.Format(time.RFC3339))
+	return true, nil
 }
 
 // Connect returns an external cluster from a kubeconfig; Stop leaves it alone.
