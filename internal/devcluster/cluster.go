@@ -127,7 +127,7 @@ func Start(ctx context.Context, opts Options) (*Cluster, error) {
 	started := time.Now()
 	ctx, cancel := context.WithTimeout(ctx, opts.StartTimeout)
 	defer cancel()
-	err = c.boot(ctx, opts.Log, opts, false)
+	err = c.boot(ctx, opts, false)
 	for attempt := 2; err != nil && attempt <= 3 && portClash(c.Layout); attempt++ {
 		// Free ports are picked before the components bind them; another
 		// process may take one in between. Try again with new ports (and
@@ -136,7 +136,7 @@ func Start(ctx context.Context, opts Options) (*Cluster, error) {
 		c.procs, c.NodeNames = nil, nil
 		retry := opts
 		retry.Wipe = opts.Wipe || !c.Restarted
-		err = c.boot(ctx, opts.Log, retry, true)
+		err = c.boot(ctx, retry, true)
 	}
 	if err != nil {
 		// Leave nothing running; keep logs for the diagnosis.

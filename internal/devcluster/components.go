@@ -17,8 +17,8 @@ import (
 	"k8s.io/client-go/kubernetes"
 )
 
-// boot is one start of the components on the data of the cluster directory.
-type boot struct {
+// bootRun is one start of the components on the data of the cluster directory.
+type bootRun struct {
 	c      *Cluster
 	l      Layout
 	st     *state
@@ -33,18 +33,18 @@ type boot struct {
 // prepareData) and starts every component on it: etcd, then kube-apiserver,
 // then the controller manager, scheduler and kwok together. It returns once
 // the cluster is usable and its state is recorded.
-func (c *Cluster) boot(ctx context.Context, logw io.Writer, opts Options, newPorts bool) error {
+func (c *Cluster) boot(ctx context.Context, opts Options, newPorts bool) error {
 	l := c.Layout
 	if n, err := stopAll(l); err != nil {
 		return fmt.Errorf("stopping the previous cluster in %s: %w", l.Root, err)
 	} else if n > 0 {
-		fmt.Fprintf(logw, "stopped %d processes of a previous cluster in %s\n", n, l.Root)
+		fmt.Fprintf(opts.Log, "stopped %d processes of a previous cluster in %s\n", n, l.Root)
 	}
-	st, err := c.prepareData(logw, opts.Wipe, newPorts)
+	st, err := c.prepareData(opts.Log, opts.Wipe, newPorts)
 	if err != nil {
 		return err
 	}
-	b := &boot{c: c, l: l, st: st, log: logw, detach: opts.Detach}
+	b := &bootRun{c: c, l: l, st: st, log: opts.Log, detach: opts.Detach}
 	steps := []func(context.Context) error{
 		b.startEtcd,
 		b.startAPIServer,
@@ -67,7 +67,7 @@ func (c *Cluster) boot(ctx context.Context, logw io.Writer, opts Options, newPor
 }
 
 // start starts one component and records its pid.
-func (b *boot) start(name, bin string, args []string, env ...string) error {
+func (b *bootRun) start(name, bin string, args []string, env ...string) error {
 	p, err := startProcess(b.l, name, bin, args, env, b.detach)
 	if err != nil {
 		return err
@@ -79,17 +79,17 @@ func (b *boot) start(name, bin string, args []string, env ...string) error {
 
 // wait polls check until it succeeds; it fails as soon as a component started
 // so far exits, or after timeout (see waitForAll).
-func (b *boot) wait(ctx context.Context, logName, failure string, timeout time.Duration, check func(context.Context) error) error {
+func (b *bootRun) wait(ctx context.Context, logName, failure string, timeout time.Duration, check func(context.Context) error) error {
 	return waitForAll(ctx, b.l, b.c.procs, logName, failure, timeout, check)
 }
 
-func (b *boot) etcdURL() string {
+func (b *bootRun) etcdURL() string {
 	return fmt.Sprintf("http://127.0.0.1:%d", b.st.Ports[portEtcdClient])
 }
 
 // startEtcd starts etcd on the data directory (initialising it the first
 // time) and waits until it is healthy.
-func (b *boot) startEtcd(ctx context.Context) error {
+func (b *bootRun) startEtcd(ctx context.Context) error {
 	etcdURL := b.etcdURL()
 	peerURL := fmt.Sprintf("http://127.0.0.1:%d", b.st.Ports[portEtcdPeer])
 	if err := b.start("etcd", b.c.Binaries.Etcd, []string{
@@ -123,7 +123,7 @@ func (b *boot) startEtcd(ctx context.Context) error {
 
 // startAPIServer starts kube-apiserver, waits until it is ready and makes
 // the admin client.
-func (b *boot) startAPIServer(ctx context.Context) error {
+func (b *bootRun) startAPIServer(ctx context.Context) error {
 	pki := b.l.pki
 	if err := b.start("kube-apiserver", b.c.Binaries.KubeAPIServer, []string{
 		"--etcd-servers=" + b.etcdURL(),
@@ -180,7 +180,7 @@ func (b *boot) startAPIServer(ctx context.Context) error {
 
 // startControllerManager starts kube-controller-manager; waitUsable waits
 // for its work.
-func (b *boot) startControllerManager(context.Context) error {
+func (b *bootRun) startControllerManager(context.Context) error {
 	pki := b.l.pki
 	return b.start("kube-controller-manager", b.c.Binaries.KubeControllerManager, append(b.componentFlags("kube-controller-manager", portControllerManager),
 		"--use-service-account-credentials=true",
@@ -194,7 +194,7 @@ func (b *boot) startControllerManager(context.Context) error {
 }
 
 // startScheduler starts kube-scheduler; waitUsable waits for its health.
-func (b *boot) startScheduler(context.Context) error {
+func (b *bootRun) startScheduler(context.Context) error {
 	return b.start("kube-scheduler", b.c.Binaries.KubeScheduler, b.componentFlags("kube-scheduler", portScheduler))
 }
 
@@ -203,7 +203,7 @@ func (b *boot) startScheduler(context.Context) error {
 // authorization), a serving certificate for their health endpoint on
 // 127.0.0.1, no leader election (one replica) and client rate limits for a
 // busy test cluster.
-func (b *boot) componentFlags(name, port string) []string {
+func (b *bootRun) componentFlags(name, port string) []string {
 	kubeconfig := b.l.pki(name + ".kubeconfig")
 	return []string{
 		"--kubeconfig=" + kubeconfig,
@@ -222,7 +222,7 @@ func (b *boot) componentFlags(name, port string) []string {
 
 // startKwok writes kwok's configuration (with the stages of the pinned
 // build) and starts it managing every node.
-func (b *boot) startKwok(context.Context) error {
+func (b *bootRun) startKwok(context.Context) error {
 	home := filepath.Join(b.l.StateDir(), "kwok-home")
 	if err := os.MkdirAll(home, 0o700); err != nil {
 		return fmt.Errorf("creating %s: %w", home, err)
@@ -239,7 +239,7 @@ func (b *boot) startKwok(context.Context) error {
 }
 
 // createNodes creates the fake nodes kwok-node-0..n-1 (kept when they exist).
-func (b *boot) createNodes(ctx context.Context, n int) error {
+func (b *bootRun) createNodes(ctx context.Context, n int) error {
 	b.c.NodeNames = nil
 	for i := 0; i < n; i++ {
 		name := fmt.Sprintf("kwok-node-%d", i)
@@ -255,7 +255,7 @@ func (b *boot) createNodes(ctx context.Context, n int) error {
 // waitUsable waits for what the controller manager, scheduler and kwok do:
 // the scheduler is healthy, n nodes are Ready and schedulable, and namespace
 // default has its ServiceAccount and kube-root-ca.crt.
-func (b *boot) waitUsable(ctx context.Context, n int) error {
+func (b *bootRun) waitUsable(ctx context.Context, n int) error {
 	if err := b.wait(ctx, "kube-scheduler", "kube-scheduler did not become healthy", 60*time.Second, func(ctx context.Context) error {
 		return httpOK(ctx, b.readyz, fmt.Sprintf("https://127.0.0.1:%d/healthz", b.st.Ports[portScheduler]))
 	}); err != nil {
