@@ -14,8 +14,8 @@ E2E_TIMEOUT ?= 45m
 cluster-build: ## Build the pinned cluster binaries into the cache (first time ~10 min on 2 cores, then instant)
 	$(GO) run ./hack/cluster build
 
-cluster-up: ## Start the local cluster (or reuse a healthy one): .dev/kubeconfig, .dev/bin/{kubectl,helm}
-	$(GO) run ./hack/cluster up
+cluster-up: ## Start the local cluster (reuse a healthy one, restart a stopped one on its data; WIPE=1 starts afresh): .dev/kubeconfig, .dev/bin/{kubectl,helm}
+	$(GO) run ./hack/cluster up $(if $(WIPE),-wipe)
 
 cluster-down: ## Stop the local cluster started by cluster-up (logs stay in .dev/logs)
 	$(GO) run ./hack/cluster down

@@ -60,6 +60,11 @@ rollout() { kubectl rollout status -n "$1" "deploy/$2" --timeout=120s >/dev/null
 
 step "Bring up the local cluster, build meshrev and install it with Helm (stable 1.22.6)"
 hack/dev.sh up
+# The cluster keeps its data across dev-down/up: the demo needs one it has not run on.
+case $(mesh '{.status.history[*].action}') in
+  "" | Install) ;;
+  *) fail "the cluster in $DEV has been upgraded before (Mesh history: $(mesh '{.status.history[*].action}')); run the demo on a fresh cluster: make demo WIPE=1" ;;
+esac
 
 step "Deploy Bookinfo in namespace default, labelled istio-injection=enabled, and the ingress gateway"
 run kubectl label namespace default istio-injection=enabled --overwrite

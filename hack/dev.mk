@@ -1,11 +1,11 @@
-dev-up: ## Local cluster + chart (real Helm) + manager in the background; then export KUBECONFIG=$PWD/.dev/kubeconfig PATH=$PWD/.dev/bin:$PATH
-	hack/dev.sh up
+dev-up: ## Local cluster + chart (real Helm) + manager in the background (WIPE=1: on a fresh cluster); then export KUBECONFIG=$PWD/.dev/kubeconfig PATH=$PWD/.dev/bin:$PATH
+	WIPE=$(WIPE) hack/dev.sh up
 
 dev-down: ## Stop the manager and the local cluster
 	hack/dev.sh down
 
-demo: ## The whole canary upgrade of the walkthrough on the local cluster, narrated and checked
-	hack/demo.sh
+demo: ## The whole canary upgrade of the walkthrough on the local cluster, narrated and checked (WIPE=1: on a fresh cluster)
+	WIPE=$(WIPE) hack/demo.sh
 
 
 

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # dev.sh up|down|status — meshrev on the local cluster, the way a person uses it:
-# the cluster (reused when running), meshrev and meshrev-manager built into
+# the cluster (reused when running, restarted on its data when stopped; WIPE=1
+# drops its data and starts a fresh one), meshrev and meshrev-manager built into
 # .dev/bin, the chart installed with real Helm, and the manager running in the
 # background against .dev/kubeconfig (pods do not really run on the local
 # cluster, so the webhooks point at the manager by URL).
@@ -42,7 +43,7 @@ stop_manager() {
 up() {
   mkdir -p "$BIN" "$LOGS"
   say "local cluster"
-  go run ./hack/cluster up
+  go run ./hack/cluster up ${WIPE:+-wipe}
   say "building meshrev and meshrev-manager into .dev/bin"
   go build -o "$BIN/meshrev-manager" ./cmd/meshrev-manager
   go build -o "$BIN/meshrev" ./cmd/meshrev

@@ -26,9 +26,9 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/meshrev/meshrev/cli"
+	"github.com/meshrev/meshrev/internal/devcluster"
 	"github.com/meshrev/meshrev/revisions"
 	"github.com/meshrev/meshrev/revisions/v1alpha1"
-	"github.com/meshrev/meshrev/test/e2e/cluster"
 )
 
 // The CLI tests build the meshrev binary and drive the canary upgrade of the
@@ -47,7 +47,7 @@ func cliBinary(t *testing.T) string { return buildBinary(t, "./cmd/meshrev", "ku
 // temp dir as name.
 func buildBinary(t *testing.T, pkg, name string) string {
 	t.Helper()
-	root, err := cluster.RepoRoot()
+	root, err := devcluster.RepoRoot()
 	require.NoError(t, err)
 	bin := filepath.Join(t.TempDir(), name)
 	build := exec.CommandContext(t.Context(), "go", "build", "-o", bin, pkg)

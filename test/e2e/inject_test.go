@@ -27,10 +27,10 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
+	"github.com/meshrev/meshrev/internal/devcluster"
 	"github.com/meshrev/meshrev/internal/manager"
 	"github.com/meshrev/meshrev/revisions"
 	"github.com/meshrev/meshrev/revisions/v1alpha1"
-	"github.com/meshrev/meshrev/test/e2e/cluster"
 	"github.com/meshrev/meshrev/webhook"
 )
 
@@ -98,7 +98,7 @@ func TestInjectorThroughTheAPIServer(t *testing.T) {
 		Registerer:   reg,
 	})
 	require.NoError(t, err)
-	srv, err := cluster.StartWebhookServer(inj)
+	srv, err := devcluster.StartWebhookServer(inj)
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = srv.Close() })
 
@@ -167,7 +167,7 @@ func TestInjectorThroughTheAPIServer(t *testing.T) {
 		// A second webhook, ordered after ours, adds a label: the API server
 		// re-invokes the injector (reinvocationPolicy IfNeeded) with the
 		// already injected pod.
-		labeler, err := cluster.StartWebhookServer(http.HandlerFunc(addLabelWebhook))
+		labeler, err := devcluster.StartWebhookServer(http.HandlerFunc(addLabelWebhook))
 		require.NoError(t, err)
 		t.Cleanup(func() { _ = labeler.Close() })
 		injRegisterLabeler(t, c, labeler, token)
@@ -311,7 +311,7 @@ func injSetMesh(t *testing.T, c client.Client, spec v1alpha1.MeshSpec) {
 
 // injRegister points a MutatingWebhookConfiguration at srv for the
 // namespaces labelled e2e.meshrev.io/inject=token only.
-func injRegister(t *testing.T, c client.Client, srv *cluster.WebhookServer, token string) {
+func injRegister(t *testing.T, c client.Client, srv *devcluster.WebhookServer, token string) {
 	t.Helper()
 	url := srv.URL + webhook.PathInject
 	fail := admissionregistrationv1.Fail
@@ -405,7 +405,7 @@ func addLabelWebhook(w http.ResponseWriter, r *http.Request) {
 
 // injRegisterLabeler registers addLabelWebhook after the injector (webhooks
 // run in the order of their configurations' names).
-func injRegisterLabeler(t *testing.T, c client.Client, srv *cluster.WebhookServer, token string) {
+func injRegisterLabeler(t *testing.T, c client.Client, srv *devcluster.WebhookServer, token string) {
 	t.Helper()
 	url := srv.URL + "/label"
 	fail := admissionregistrationv1.Fail

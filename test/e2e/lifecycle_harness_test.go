@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -39,32 +38,11 @@ const (
 	lcPoll          = 200 * time.Millisecond
 )
 
-// lcWarnings collects the API server's warning headers (admission warnings).
-type lcWarnings struct {
-	mu   sync.Mutex
-	list []string
-}
-
-func (w *lcWarnings) HandleWarningHeaderWithContext(_ context.Context, _ int, _ string, text string) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	w.list = append(w.list, text)
-}
-
-// take returns the warnings received since the last take.
-func (w *lcWarnings) take() []string {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	out := w.list
-	w.list = nil
-	return out
-}
-
 // lcEnv is one lifecycle test's view of the cluster and its manager.
 type lcEnv struct {
 	t        *testing.T
 	c        client.Client
-	warnings *lcWarnings
+	warnings *warningRecorder
 	mgr      *managerHandle
 }
 
@@ -74,7 +52,7 @@ type lcEnv struct {
 // AfterRelabel hook.
 func lcSetup(t *testing.T, afterRelabel func(ctx context.Context, ns string) error) *lcEnv {
 	t.Helper()
-	e := &lcEnv{t: t, warnings: &lcWarnings{}}
+	e := &lcEnv{t: t, warnings: &warningRecorder{}}
 	cfg := rest.CopyConfig(Env().Config)
 	cfg.WarningHandlerWithContext = e.warnings
 	scheme, err := manager.Scheme()

@@ -1,8 +1,9 @@
 //go:build e2e
 
 // Package e2e holds meshrev's end-to-end tests. They run against the local
-// cluster of package cluster (real etcd, kube-apiserver, controller manager and
-// scheduler; kwok fake nodes), started once per `go test` run by TestMain:
+// cluster of package internal/devcluster (real etcd, kube-apiserver, controller
+// manager and scheduler; kwok fake nodes), started once per `go test` run by
+// TestMain:
 //
 //	go test -tags e2e ./test/e2e/... -count=1 -timeout 40m   (make test-e2e)
 //
@@ -10,8 +11,8 @@
 //
 //	MESHREV_E2E_KUBECONFIG   use this running cluster instead of starting one, e.g.
 //	                         .dev/kubeconfig after `make cluster-up` (fast iteration)
-//	MESHREV_E2E_CLUSTER_DIR  start the cluster in this directory (kept afterwards)
-//	                         instead of a temporary one
+//	MESHREV_E2E_CLUSTER_DIR  start a fresh cluster in this directory (wiped first,
+//	                         kept afterwards) instead of a temporary one
 //
 // A cluster that cannot start fails the run with the reason; tests never skip.
 package e2e
@@ -30,7 +31,7 @@ import (
 	"k8s.io/apimachinery/pkg/util/rand"
 	"k8s.io/client-go/kubernetes"
 
-	"github.com/meshrev/meshrev/test/e2e/cluster"
+	"github.com/meshrev/meshrev/internal/devcluster"
 )
 
 // Environment variables read by TestMain.
@@ -41,10 +42,10 @@ const (
 	ClusterDirEnv = "MESHREV_E2E_CLUSTER_DIR"
 )
 
-var shared *cluster.Cluster
+var shared *devcluster.Cluster
 
 // Env returns the cluster shared by all tests of the package.
-func Env() *cluster.Cluster { return shared }
+func Env() *devcluster.Cluster { return shared }
 
 // Client returns an admin clientset for the shared cluster.
 func Client(t testing.TB) *kubernetes.Clientset {
@@ -83,7 +84,7 @@ func TestMain(m *testing.M) {
 
 func runTests(m *testing.M) int {
 	if kubeconfig := os.Getenv(KubeconfigEnv); kubeconfig != "" {
-		c, err := cluster.Connect(kubeconfig)
+		c, err := devcluster.Connect(kubeconfig)
 		if err != nil {
 			fmt.Fprintf(os.Stderr, "e2e: FAIL: %s=%s: %v\n", KubeconfigEnv, kubeconfig, err)
 			return 1
@@ -96,8 +97,9 @@ func runTests(m *testing.M) int {
 	// A cold build of the binaries takes about ten minutes on two cores.
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Minute)
 	defer cancel()
-	opts := cluster.Options{Dir: os.Getenv(ClusterDirEnv), Log: prefixWriter{}}
-	c, err := cluster.Start(ctx, opts)
+	// A test run wants a fresh cluster, also in a directory of its own choice.
+	opts := devcluster.Options{Dir: os.Getenv(ClusterDirEnv), Wipe: true, Log: prefixWriter{}}
+	c, err := devcluster.Start(ctx, opts)
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "e2e: FAIL: the local cluster did not start: %v\n", err)
 		return 1

@@ -24,27 +24,10 @@ import (
 	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/kubernetes"
 
-	"github.com/meshrev/meshrev/test/e2e/cluster"
+	"github.com/meshrev/meshrev/internal/devcluster"
 )
 
 const rolloutTimeout = 90 * time.Second
-
-func newDeployment(name string, replicas int32) *appsv1.Deployment {
-	labels := map[string]string{"app": name}
-	return &appsv1.Deployment{
-		ObjectMeta: metav1.ObjectMeta{Name: name, Labels: labels},
-		Spec: appsv1.DeploymentSpec{
-			Replicas: &replicas,
-			Selector: &metav1.LabelSelector{MatchLabels: labels},
-			Template: corev1.PodTemplateSpec{
-				ObjectMeta: metav1.ObjectMeta{Labels: labels},
-				Spec: corev1.PodSpec{
-					Containers: []corev1.Container{{Name: "app", Image: "registry.k8s.io/pause:3.10"}},
-				},
-			},
-		},
-	}
-}
 
 func podReady(p *corev1.Pod) bool {
 	if p.Status.Phase != corev1.PodRunning || p.DeletionTimestamp != nil {
@@ -124,14 +107,14 @@ func TestDeploymentPodsRunReadyOnKwokNodes(t *testing.T) {
 	cs := Client(t)
 	ns := NewNamespace(t, "smoke-deploy", nil)
 
-	_, err := cs.AppsV1().Deployments(ns).Create(t.Context(), newDeployment("web", 3), metav1.CreateOptions{})
+	_, err := cs.AppsV1().Deployments(ns).Create(t.Context(), simpleDeployment("web", 3, nil), metav1.CreateOptions{})
 	require.NoError(t, err)
 	d := waitDeploymentComplete(t, cs, ns, "web")
 
 	pods, err := cs.CoreV1().Pods(ns).List(t.Context(), metav1.ListOptions{LabelSelector: "app=web"})
 	require.NoError(t, err)
 	require.Len(t, pods.Items, 3)
-	nodes, err := cs.CoreV1().Nodes().List(t.Context(), metav1.ListOptions{LabelSelector: cluster.NodeLabel + "=" + cluster.NodeLabelValue})
+	nodes, err := cs.CoreV1().Nodes().List(t.Context(), metav1.ListOptions{LabelSelector: devcluster.NodeLabel + "=" + devcluster.NodeLabelValue})
 	require.NoError(t, err)
 	var kwokNodes []string
 	for _, n := range nodes.Items {
@@ -153,7 +136,7 @@ func TestRolloutRestartReplacesReplicaSet(t *testing.T) {
 	cs := Client(t)
 	ns := NewNamespace(t, "smoke-restart", nil)
 
-	_, err := cs.AppsV1().Deployments(ns).Create(t.Context(), newDeployment("api", 3), metav1.CreateOptions{})
+	_, err := cs.AppsV1().Deployments(ns).Create(t.Context(), simpleDeployment("api", 3, nil), metav1.CreateOptions{})
 	require.NoError(t, err)
 	d := waitDeploymentComplete(t, cs, ns, "api")
 	oldRS := activeReplicaSet(t, replicaSetsOf(t, cs, d))
@@ -258,7 +241,7 @@ func (h *labelWebhook) callsFor(name string) []admissionv1.AdmissionRequest {
 func TestMutatingWebhookByURLPatchesPods(t *testing.T) {
 	cs := Client(t)
 	hook := &labelWebhook{}
-	srv, err := cluster.StartWebhookServer(hook)
+	srv, err := devcluster.StartWebhookServer(hook)
 	require.NoError(t, err)
 	t.Cleanup(func() { assert.NoError(t, srv.Close()) })
 

@@ -1,4 +1,4 @@
-// Package cluster builds and runs meshrev's local Kubernetes cluster: a real
+// Package devcluster builds and runs meshrev's local Kubernetes cluster: a real
 // control plane (etcd, kube-apiserver, kube-controller-manager, kube-scheduler)
 // compiled from pinned Go modules, plus kwok simulating fake nodes on which
 // scheduled pods become Running and Ready. Everything listens on 127.0.0.1 on
@@ -11,4 +11,4 @@
 //
 // The same code backs `go run ./hack/cluster up|down|env|build` and the e2e
 // tests' TestMain, which call [Start] once per test binary.
-package cluster
+package devcluster

@@ -1,19 +1,23 @@
-package cluster
+package devcluster
 
 import (
 	"crypto/tls"
 	"crypto/x509"
+	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	"k8s.io/client-go/tools/clientcmd"
 )
 
 func TestServingCertVerifiesForLoopback(t *testing.T) {
@@ -198,4 +202,168 @@ func TestStopAllStopsOnlyMarkedProcesses(t *testing.T) {
 	_, err = os.Stat(l.PIDFile("etcd"))
 	assert.ErrorIs(t, err, os.ErrNotExist, "pid files are removed")
 	assert.Empty(t, strays(l.Root))
+}
+
+// completeData writes what a cluster that came up leaves in l: PKI,
+// kubeconfigs, an initialised etcd directory and the ports file.
+func completeData(t *testing.T, l Layout) map[string]int {
+	t.Helper()
+	require.NoError(t, resetData(l))
+	ports, err := freePorts(portNames)
+	require.NoError(t, err)
+	require.NoError(t, writePKI(l, fmt.Sprintf("https://127.0.0.1:%d", ports[portAPIServer])))
+	require.NoError(t, os.MkdirAll(l.etcdMemberDir(), 0o700))
+	require.NoError(t, writeJSON(l.PortsFile(), ports))
+	return ports
+}
+
+func TestPreviousDataTellsFreshFromRestartableFromUnusable(t *testing.T) {
+	tests := map[string]struct {
+		damage      func(t *testing.T, l Layout)
+		wantPorts   bool
+		wantErrPart string
+	}{
+		"a directory never started in has no data": {
+			damage: func(t *testing.T, l Layout) {
+				require.NoError(t, os.RemoveAll(l.StateDir()))
+				require.NoError(t, os.Remove(l.Kubeconfig()))
+			},
+		},
+		"the leftovers of a start that never came up are no data": {
+			damage: func(t *testing.T, l Layout) { require.NoError(t, os.Remove(l.PortsFile())) },
+		},
+		"a cluster that came up can be restarted": {
+			damage:    func(*testing.T, Layout) {},
+			wantPorts: true,
+		},
+		"a missing key is unusable": {
+			damage:      func(t *testing.T, l Layout) { require.NoError(t, os.Remove(l.pki("sa.key"))) },
+			wantErrPart: "sa.key",
+		},
+		"a missing admin kubeconfig is unusable": {
+			damage:      func(t *testing.T, l Layout) { require.NoError(t, os.Remove(l.Kubeconfig())) },
+			wantErrPart: "kubeconfig",
+		},
+		"uninitialised etcd data is unusable": {
+			damage:      func(t *testing.T, l Layout) { require.NoError(t, os.RemoveAll(l.etcdDir())) },
+			wantErrPart: "member",
+		},
+		"a corrupt ports file is unusable": {
+			damage:      func(t *testing.T, l Layout) { require.NoError(t, os.WriteFile(l.PortsFile(), []byte("{"), 0o644)) },
+			wantErrPart: "ports.json",
+		},
+		"a ports file without the apiserver port is unusable": {
+			damage: func(t *testing.T, l Layout) {
+				require.NoError(t, os.WriteFile(l.PortsFile(), []byte(`{"etcd-client":1,"etcd-peer":2,"kube-controller-manager":3,"kube-scheduler":4}`), 0o644))
+			},
+			wantErrPart: "no kube-apiserver port",
+		},
+	}
+	for name, tc := range tests {
+		t.Run(name, func(t *testing.T) {
+			l := Layout{Root: t.TempDir()}
+			want := completeData(t, l)
+			tc.damage(t, l)
+			ports, err := previousData(l)
+			switch {
+			case tc.wantErrPart != "":
+				require.ErrorIs(t, err, ErrDataUnusable)
+				assert.ErrorContains(t, err, tc.wantErrPart)
+				assert.Nil(t, ports)
+			case tc.wantPorts:
+				require.NoError(t, err)
+				assert.Equal(t, want, ports)
+			default:
+				require.NoError(t, err)
+				assert.Nil(t, ports)
+			}
+		})
+	}
+}
+
+// The files a restart checks for are exactly those a fresh start writes.
+func TestWritePKIWritesWhatARestartNeeds(t *testing.T) {
+	l := Layout{Root: t.TempDir()}
+	require.NoError(t, resetData(l))
+	require.NoError(t, writePKI(l, "https://127.0.0.1:6443"))
+	entries, err := os.ReadDir(l.PKIDir())
+	require.NoError(t, err)
+	var written []string
+	for _, e := range entries {
+		written = append(written, e.Name())
+	}
+	assert.ElementsMatch(t, pkiFiles, written)
+	for _, u := range kubeconfigUsers(l) {
+		cfg, err := clientcmd.LoadFromFile(u.file)
+		require.NoError(t, err, u.file)
+		for _, cl := range cfg.Clusters {
+			assert.Equal(t, "https://127.0.0.1:6443", cl.Server, u.file)
+		}
+	}
+}
+
+func TestPrepareDataKeepsWipesOrMovesTheData(t *testing.T) {
+	caOf := func(t *testing.T, l Layout) string {
+		b, err := os.ReadFile(l.pki("ca.crt"))
+		require.NoError(t, err)
+		return string(b)
+	}
+	serverOf := func(t *testing.T, path string) string {
+		cfg, err := clientcmd.LoadFromFile(path)
+		require.NoError(t, err)
+		return cfg.Clusters[cfg.Contexts[cfg.CurrentContext].Cluster].Server
+	}
+	tests := map[string]struct {
+		wipe, newPorts, takePort bool
+		wantRestarted            bool
+		wantSamePorts            bool
+		wantLog                  string
+	}{
+		"a restart keeps the PKI and the ports": {
+			wantRestarted: true, wantSamePorts: true, wantLog: "restarting local cluster",
+		},
+		"a restart whose apiserver port is taken moves the kubeconfigs to new ports": {
+			takePort: true, wantRestarted: true, wantLog: "is taken; moving it to new ports",
+		},
+		"a restart asked for new ports moves the kubeconfigs": {
+			newPorts: true, wantRestarted: true, wantLog: "restarting local cluster",
+		},
+		"a wipe starts a fresh cluster with a new CA": {
+			wipe: true, wantLog: "wiping the data of the previous cluster",
+		},
+	}
+	for name, tc := range tests {
+		t.Run(name, func(t *testing.T) {
+			l := Layout{Root: t.TempDir()}
+			ports := completeData(t, l)
+			ca := caOf(t, l)
+			marker := filepath.Join(l.etcdDir(), "member", "object")
+			require.NoError(t, os.WriteFile(marker, []byte("a stored object"), 0o600))
+			if tc.takePort {
+				ln, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", ports[portAPIServer]))
+				require.NoError(t, err)
+				defer ln.Close()
+			}
+
+			var log strings.Builder
+			c := &Cluster{Layout: l}
+			st, err := c.prepareData(&log, tc.wipe, tc.newPorts)
+			require.NoError(t, err)
+			assert.Contains(t, log.String(), tc.wantLog)
+			assert.Equal(t, tc.wantRestarted, c.Restarted)
+			assert.Equal(t, tc.wantSamePorts, reflect.DeepEqual(ports, st.Ports), "ports %v, before %v", st.Ports, ports)
+			assert.Equal(t, caOf(t, l), string(c.CAPEM))
+			for _, u := range kubeconfigUsers(l) {
+				assert.Equal(t, st.APIServer, serverOf(t, u.file), u.file)
+			}
+			_, err = os.Stat(marker)
+			if tc.wantRestarted {
+				assert.Equal(t, ca, caOf(t, l), "a restart keeps the CA")
+				assert.NoError(t, err, "a restart keeps the etcd data")
+			} else {
+				assert.NotEqual(t, ca, caOf(t, l), "a wipe makes a new CA")
+				assert.ErrorIs(t, err, os.ErrNotExist, "a wipe drops the etcd data")
+			}
+		})
+	}
 }

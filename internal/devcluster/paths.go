@@ -1,4 +1,4 @@
-package cluster
+package devcluster
 
 import (
 	"bufio"
@@ -119,5 +119,14 @@ func (l Layout) PKIDir() string { return filepath.Join(l.StateDir(), "pki") }
 
 // StateFile records the ports and pids of a running cluster.
 func (l Layout) StateFile() string { return filepath.Join(l.StateDir(), "state.json") }
+
+// PortsFile records the ports of the cluster whose data is in the directory;
+// a restart binds them again.
+func (l Layout) PortsFile() string { return filepath.Join(l.StateDir(), "ports.json") }
+
+func (l Layout) etcdDir() string { return filepath.Join(l.StateDir(), "etcd") }
+
+// etcdMemberDir exists once etcd has initialised its data directory.
+func (l Layout) etcdMemberDir() string { return filepath.Join(l.etcdDir(), "member") }
 
 func (l Layout) pki(name string) string { return filepath.Join(l.PKIDir(), name) }
