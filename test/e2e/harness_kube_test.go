@@ -26,7 +26,7 @@ import (
 	"k8s.io/client-go/util/retry"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
-	"github.com/meshrev/meshrev/internal/manager"
+	"github.com/meshrev/meshrev/internal/readmodel"
 	"github.com/meshrev/meshrev/revisions"
 	"github.com/meshrev/meshrev/revisions/v1alpha1"
 )
@@ -35,7 +35,7 @@ import (
 // the CRD types, with the admin credentials.
 func ctrlClient(t testing.TB) client.Client {
 	t.Helper()
-	scheme, err := manager.Scheme()
+	scheme, err := readmodel.Scheme()
 	require.NoError(t, err)
 	require.NoError(t, apiextensionsv1.AddToScheme(scheme))
 	c, err := client.New(Env().Config, client.Options{Scheme: scheme})
@@ -321,7 +321,7 @@ func createMesh(t *testing.T, spec v1alpha1.MeshSpec) *v1alpha1.Mesh {
 // webhook's refusal) instead of failing, and the warnings.
 func updateMesh(t *testing.T, edit func(*v1alpha1.Mesh)) (*v1alpha1.Mesh, []string, error) {
 	t.Helper()
-	scheme, err := manager.Scheme()
+	scheme, err := readmodel.Scheme()
 	require.NoError(t, err)
 	cfg := rest.CopyConfig(Env().Config)
 	rec := &warningRecorder{}

@@ -28,7 +28,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/meshrev/meshrev/internal/devcluster"
-	"github.com/meshrev/meshrev/internal/manager"
+	"github.com/meshrev/meshrev/internal/readmodel"
 	"github.com/meshrev/meshrev/revisions"
 	"github.com/meshrev/meshrev/revisions/v1alpha1"
 	"github.com/meshrev/meshrev/webhook"
@@ -70,7 +70,7 @@ func TestInjectorThroughTheAPIServer(t *testing.T) {
 	t.Cleanup(func() { deleteIfExists(t, c, &v1alpha1.Mesh{ObjectMeta: metav1.ObjectMeta{Name: v1alpha1.MeshName}}) })
 
 	// The injector on a real cache, served over TLS on 127.0.0.1.
-	scheme, err := manager.Scheme()
+	scheme, err := readmodel.Scheme()
 	require.NoError(t, err)
 	// Every request the injector's cache makes goes through a counter, so
 	// that the test can prove admissions make none.

@@ -22,6 +22,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/meshrev/meshrev/internal/manager"
+	"github.com/meshrev/meshrev/internal/readmodel"
 	"github.com/meshrev/meshrev/revisions"
 	"github.com/meshrev/meshrev/revisions/v1alpha1"
 )
@@ -55,7 +56,7 @@ func lcSetup(t *testing.T, afterRelabel func(ctx context.Context, ns string) err
 	e := &lcEnv{t: t, warnings: &warningRecorder{}}
 	cfg := rest.CopyConfig(Env().Config)
 	cfg.WarningHandlerWithContext = e.warnings
-	scheme, err := manager.Scheme()
+	scheme, err := readmodel.Scheme()
 	require.NoError(t, err)
 	e.c, err = client.New(cfg, client.Options{Scheme: scheme})
 	require.NoError(t, err)
