@@ -363,12 +363,17 @@ func writeFileAtomic(path string, data []byte, mode os.FileMode) (bool, error) {
 // next sync instead of overwritten.
 func (r *Rotator) patchWebhookConfigs(ctx context.Context, caBundle []byte) error {
 	var missing []string
-	if name := r.opts.MutatingWebhookConfiguration; name != "-" {
-		var cfg admissionregistrationv1.MutatingWebhookConfiguration
-		ok, err := r.patchConfig(ctx, "MutatingWebhookConfiguration", name, &cfg, func() bool {
+	for _, c := range []webhookConfig{
+		mutatingConfig(r.opts.MutatingWebhookConfiguration),
+		validatingConfig(r.opts.ValidatingWebhookConfiguration),
+	} {
+		if c.name == "-" {
+			continue
+		}
+		ok, err := r.patchConfig(ctx, c.kind, c.name, c.obj, func() bool {
 			changed := false
-			for i := range cfg.Webhooks {
-				changed = setCABundle(&cfg.Webhooks[i].ClientConfig, caBundle) || changed
+			for _, cc := range c.configs() {
+				changed = setCABundle(cc, caBundle) || changed
 			}
 			return changed
 		})
@@ -376,29 +381,43 @@ func (r *Rotator) patchWebhookConfigs(ctx context.Context, caBundle []byte) erro
 			return err
 		}
 		if !ok {
-			missing = append(missing, "MutatingWebhookConfiguration "+name)
-		}
-	}
-	if name := r.opts.ValidatingWebhookConfiguration; name != "-" {
-		var cfg admissionregistrationv1.ValidatingWebhookConfiguration
-		ok, err := r.patchConfig(ctx, "ValidatingWebhookConfiguration", name, &cfg, func() bool {
-			changed := false
-			for i := range cfg.Webhooks {
-				changed = setCABundle(&cfg.Webhooks[i].ClientConfig, caBundle) || changed
-			}
-			return changed
-		})
-		if err != nil {
-			return err
-		}
-		if !ok {
-			missing = append(missing, "ValidatingWebhookConfiguration "+name)
+			missing = append(missing, c.kind+" "+c.name)
 		}
 	}
 	if len(missing) > 0 {
 		return fmt.Errorf("%w: %v", errConfigMissing, missing)
 	}
 	return nil
+}
+
+// webhookConfig is one webhook configuration whose client configs carry the caBundle.
+type webhookConfig = struct {
+	kind, name string
+	obj        client.Object
+	configs    func() []*admissionregistrationv1.WebhookClientConfig
+}
+
+func mutatingConfig(name string) webhookConfig {
+	cfg := &admissionregistrationv1.MutatingWebhookConfiguration{}
+	return webhookConfig{kind: "MutatingWebhookConfiguration", name: name, obj: cfg, configs: func() []*admissionregistrationv1.WebhookClientConfig {
+		return clientConfigs(cfg.Webhooks, func(w *admissionregistrationv1.MutatingWebhook) *admissionregistrationv1.WebhookClientConfig { return &w.ClientConfig })
+	}}
+}
+
+func validatingConfig(name string) webhookConfig {
+	cfg := &admissionregistrationv1.ValidatingWebhookConfiguration{}
+	return webhookConfig{kind: "ValidatingWebhookConfiguration", name: name, obj: cfg, configs: func() []*admissionregistrationv1.WebhookClientConfig {
+		return clientConfigs(cfg.Webhooks, func(w *admissionregistrationv1.ValidatingWebhook) *admissionregistrationv1.WebhookClientConfig { return &w.ClientConfig })
+	}}
+}
+
+// clientConfigs points at the client config of each webhook.
+func clientConfigs[W any](webhooks []W, of func(*W) *admissionregistrationv1.WebhookClientConfig) []*admissionregistrationv1.WebhookClientConfig {
+	out := make([]*admissionregistrationv1.WebhookClientConfig, len(webhooks))
+	for i := range webhooks {
+		out[i] = of(&webhooks[i])
+	}
+	return out
 }
 
 // patchConfig reads obj by name, lets mutate change it and patches the
