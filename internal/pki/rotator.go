@@ -400,14 +400,18 @@ type webhookConfig = struct {
 func mutatingConfig(name string) webhookConfig {
 	cfg := &admissionregistrationv1.MutatingWebhookConfiguration{}
 	return webhookConfig{kind: "MutatingWebhookConfiguration", name: name, obj: cfg, configs: func() []*admissionregistrationv1.WebhookClientConfig {
-		return clientConfigs(cfg.Webhooks, func(w *admissionregistrationv1.MutatingWebhook) *admissionregistrationv1.WebhookClientConfig { return &w.ClientConfig })
+		return clientConfigs(cfg.Webhooks, func(w *admissionregistrationv1.MutatingWebhook) *admissionregistrationv1.WebhookClientConfig {
+			return &w.ClientConfig
+		})
 	}}
 }
 
 func validatingConfig(name string) webhookConfig {
 	cfg := &admissionregistrationv1.ValidatingWebhookConfiguration{}
 	return webhookConfig{kind: "ValidatingWebhookConfiguration", name: name, obj: cfg, configs: func() []*admissionregistrationv1.WebhookClientConfig {
-		return clientConfigs(cfg.Webhooks, func(w *admissionregistrationv1.ValidatingWebhook) *admissionregistrationv1.WebhookClientConfig { return &w.ClientConfig })
+		return clientConfigs(cfg.Webhooks, func(w *admissionregistrationv1.ValidatingWebhook) *admissionregistrationv1.WebhookClientConfig {
+			return &w.ClientConfig
+		})
 	}}
 }
 
