@@ -468,8 +468,14 @@ func (i *Injector) lastGoodTemplates(key templateKey, rd RevisionData) *revision
 	return rt
 }
 
+// templateData is what a revision's templates render with: built here only,
+// for injection and for the templates validator alike.
+func (i *Injector) templateData(rd RevisionData) *TemplateData {
+	return &TemplateData{Revision: rd, MeshNamespace: i.opts.MeshNamespace, Values: i.opts.Values}
+}
+
 func (i *Injector) render(rd RevisionData, text Templates) (*revisionTemplates, error) {
-	data := &TemplateData{Revision: rd, MeshNamespace: i.opts.MeshNamespace, Values: i.opts.Values}
+	data := i.templateData(rd)
 	s, err := renderTemplate(revisions.TemplateSidecar, text.Sidecar, data, false)
 	if err != nil {
 		return nil, fmt.Errorf("revision %s: %w", rd.Name, err)

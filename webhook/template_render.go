@@ -75,8 +75,7 @@ func (i *Injector) CheckTemplate(rev *v1alpha1.Revision, key, text string) error
 	if key != revisions.TemplateSidecar && key != revisions.TemplateGateway {
 		return fmt.Errorf("no template %q: meshrev has only %q and %q", key, revisions.TemplateSidecar, revisions.TemplateGateway)
 	}
-	data := &TemplateData{Revision: i.revisionData(rev), MeshNamespace: i.opts.MeshNamespace, Values: i.opts.Values}
-	_, err := renderTemplate(key, text, data, key == revisions.TemplateGateway)
+	_, err := renderTemplate(key, text, i.templateData(i.revisionData(rev)), key == revisions.TemplateGateway)
 	return err
 }
 
