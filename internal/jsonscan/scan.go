@@ -277,23 +277,11 @@ func isHex(c byte) bool {
 // each key (unescaped) with the scanner on the value; member must consume
 // the value. key is only valid during the call.
 func (s *Scanner) Object(member func(key []byte) error) (isNull bool, err error) {
-	switch s.Peek() {
-	case 'n':
-		return true, s.literal("null")
-	case '{':
-	default:
-		return false, s.syntax("looking for beginning of object")
+	isNull, empty, err := s.open('{', '}', "looking for beginning of object")
+	if isNull || empty || err != nil {
+		return isNull, err
 	}
-	if s.depth++; s.depth > maxDepth {
-		return false, errors.New("exceeded max depth")
-	}
-	s.i++
-	if s.Peek() == '}' {
-		s.i++
-		s.depth--
-		return false, nil
-	}
-	for {
+	for more := true; more; {
 		raw, esc, err := s.str()
 		if err != nil {
 			return false, err
@@ -313,53 +301,66 @@ func (s *Scanner) Object(member func(key []byte) error) (isNull bool, err error)
 		if err := member(key); err != nil {
 			return false, err
 		}
-		switch s.Peek() {
-		case ',':
-			s.i++
-		case '}':
-			s.i++
-			s.depth--
-			return false, nil
-		default:
-			return false, s.syntax("after object key:value pair")
+		if more, err = s.more('}', "after object key:value pair"); err != nil {
+			return false, err
 		}
 	}
+	return false, nil
 }
 
 // Array walks an array (or null, reported by isNull), calling elem with the
 // scanner on each element; elem must consume it.
 func (s *Scanner) Array(elem func() error) (isNull bool, err error) {
+	isNull, empty, err := s.open('[', ']', "looking for beginning of array")
+	if isNull || empty || err != nil {
+		return isNull, err
+	}
+	for more := true; more; {
+		if err := elem(); err != nil {
+			return false, err
+		}
+		if more, err = s.more(']', "after array element"); err != nil {
+			return false, err
+		}
+	}
+	return false, nil
+}
+
+// open consumes null (isNull) or the opening bracket of an object or array;
+// empty says that the closing bracket followed at once.
+func (s *Scanner) open(opening, closing byte, notOpening string) (isNull, empty bool, err error) {
 	switch s.Peek() {
 	case 'n':
-		return true, s.literal("null")
-	case '[':
+		return true, true, s.literal("null")
+	case opening:
 	default:
-		return false, s.syntax("looking for beginning of array")
+		return false, false, s.syntax(notOpening)
 	}
 	if s.depth++; s.depth > maxDepth {
-		return false, errors.New("exceeded max depth")
+		return false, false, errors.New("exceeded max depth")
 	}
 	s.i++
-	if s.Peek() == ']' {
+	if s.Peek() == closing {
+		s.i++
+		s.depth--
+		return false, true, nil
+	}
+	return false, false, nil
+}
+
+// more consumes what follows a member or element: a comma (true: another
+// follows) or the closing bracket (false).
+func (s *Scanner) more(closing byte, notMore string) (bool, error) {
+	switch s.Peek() {
+	case ',':
+		s.i++
+		return true, nil
+	case closing:
 		s.i++
 		s.depth--
 		return false, nil
 	}
-	for {
-		if err := elem(); err != nil {
-			return false, err
-		}
-		switch s.Peek() {
-		case ',':
-			s.i++
-		case ']':
-			s.i++
-			s.depth--
-			return false, nil
-		default:
-			return false, s.syntax("after array element")
-		}
-	}
+	return false, s.syntax(notMore)
 }
 
 // Span validates and consumes the next value and returns its bytes (a
