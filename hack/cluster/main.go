@@ -111,7 +111,7 @@ func run(args []string) error {
 		})
 		switch {
 		case errors.Is(err, devcluster.ErrDataUnusable):
-			return fmt.Errorf("%w\nthe data in %s cannot be restarted; to drop it and start a fresh cluster run: %s", err, *dir, wipeCommand)
+			return fmt.Errorf("%w\nto drop the data of %s and start a fresh cluster run: %s", err, *dir, wipeCommand)
 		case err != nil && !*wipe:
 			return fmt.Errorf("%w\n(the binaries are cached; fix the cause and run `go run ./hack/cluster up` again — it cleans up stale processes; if the cluster's data is broken, start afresh with: %s)", err, wipeCommand)
 		case err != nil:
