@@ -9,6 +9,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -86,11 +87,21 @@ func ensureNamespace(t *testing.T, c client.Client, name string) {
 }
 
 // deleteIfExists deletes obj (by kind, namespace and name), ignoring NotFound.
+//
+// A cleanup may delete an object right after the webhook configurations that
+// admit it, and the API server sees their deletion a moment later: until it
+// does, it may still call the stopped manager (failurePolicy Fail), so such
+// a refusal is retried.
 func deleteIfExists(t *testing.T, c client.Client, obj client.Object) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	if err := c.Delete(ctx, obj); err != nil && !apierrors.IsNotFound(err) {
+	var err error
+	_ = wait.PollUntilContextCancel(ctx, 200*time.Millisecond, true, func(ctx context.Context) (bool, error) {
+		err = c.Delete(ctx, obj)
+		return err == nil || apierrors.IsNotFound(err) || !strings.Contains(err.Error(), "failed calling webhook"), nil
+	})
+	if err != nil && !apierrors.IsNotFound(err) {
 		require.NoError(t, err, "delete %T %s", obj, obj.GetName())
 	}
 }
