@@ -11,6 +11,7 @@ import (
 	"github.com/spf13/cobra"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/cli-runtime/pkg/genericclioptions"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -36,19 +37,36 @@ type globals struct {
 	isTerminal func(any) bool
 	now        func() time.Time
 
-	kubeconfig   string
-	context      string
+	// config holds kubectl's standard connection flags (--kubeconfig,
+	// --context, --cluster, --user, --as, --as-group, --token, --server,
+	// --certificate-authority, --insecure-skip-tls-verify,
+	// --request-timeout, ...). It loads the kubeconfig once and keeps it:
+	// the REST config and the context's namespace come from the same read.
+	config *genericclioptions.ConfigFlags
+
 	output       string
 	ownNamespace string
 
-	// client is built on first use from the flags.
-	client client.Client
+	// restCfg and client are built on first use from the flags.
+	restCfg *rest.Config
+	client  client.Client
+}
+
+// newConfigFlags returns the kubectl connection flags meshrev offers. -n is
+// not among them: each verb that takes a namespace defines its own -n with
+// its own default (the context's, or all namespaces). --cache-dir (kubectl's
+// discovery cache) is left out because meshrev does no discovery.
+func newConfigFlags() *genericclioptions.ConfigFlags {
+	f := genericclioptions.NewConfigFlags(true)
+	f.Namespace = nil
+	f.CacheDir = nil
+	return f
 }
 
 func (g *globals) addFlags(cmd *cobra.Command) {
 	f := cmd.PersistentFlags()
-	f.StringVar(&g.kubeconfig, "kubeconfig", "", "path to the kubeconfig file (default: $KUBECONFIG or ~/.kube/config)")
-	f.StringVar(&g.context, "context", "", "the kubeconfig context to use")
+	g.config = newConfigFlags()
+	g.config.AddFlags(f)
 	f.StringVarP(&g.output, "output", "o", outputTable, "output format: table, json or yaml")
 	own := defaultOwnNamespace
 	if env := os.Getenv("MESHREV_NAMESPACE"); env != "" {
@@ -60,6 +78,11 @@ func (g *globals) addFlags(cmd *cobra.Command) {
 
 // validate checks the global flags.
 func (g *globals) validate() error {
+	if t := g.config.Timeout; t != nil && *t != "" {
+		if _, err := clientcmd.ParseTimeout(*t); err != nil {
+			return fmt.Errorf("--request-timeout=%s: %w", *t, err)
+		}
+	}
 	switch g.output {
 	case outputTable, outputJSON, outputYAML:
 		return nil
@@ -73,13 +96,14 @@ func (g *globals) colour() bool {
 	return os.Getenv("NO_COLOR") == "" && g.isTerminal(g.streams.Out)
 }
 
-// restConfig loads the kubeconfig the way kubectl does: --kubeconfig, else
-// $KUBECONFIG, else ~/.kube/config; --context picks the context.
+// restConfig loads the kubeconfig the way kubectl does (--kubeconfig, else
+// $KUBECONFIG, else ~/.kube/config) with kubectl's overrides (--context,
+// --server, --token, --as, --request-timeout, ...) applied.
 func (g *globals) restConfig() (*rest.Config, error) {
-	rules := clientcmd.NewDefaultClientConfigLoadingRules()
-	rules.ExplicitPath = g.kubeconfig
-	overrides := &clientcmd.ConfigOverrides{CurrentContext: g.context}
-	cfg, err := clientcmd.NewNonInteractiveDeferredLoadingClientConfig(rules, overrides).ClientConfig()
+	if g.restCfg != nil {
+		return g.restCfg, nil
+	}
+	cfg, err := g.config.ToRESTConfig()
 	if err != nil {
 		return nil, fmt.Errorf("load kubeconfig: %w (pass --kubeconfig or set KUBECONFIG)", err)
 	}
@@ -91,16 +115,14 @@ func (g *globals) restConfig() (*rest.Config, error) {
 	// second, and a large batch would otherwise queue behind client-go's
 	// default of 5 requests per second.
 	cfg.QPS, cfg.Burst = 50, 300
+	g.restCfg = cfg
 	return cfg, nil
 }
 
 // contextNamespace is the namespace of the kubeconfig context, as kubectl
 // uses when -n is not given.
 func (g *globals) contextNamespace() (string, error) {
-	rules := clientcmd.NewDefaultClientConfigLoadingRules()
-	rules.ExplicitPath = g.kubeconfig
-	overrides := &clientcmd.ConfigOverrides{CurrentContext: g.context}
-	ns, _, err := clientcmd.NewNonInteractiveDeferredLoadingClientConfig(rules, overrides).Namespace()
+	ns, _, err := g.config.ToRawKubeConfigLoader().Namespace()
 	if err != nil {
 		return "", fmt.Errorf("load kubeconfig: %w", err)
 	}

@@ -13,19 +13,29 @@ import (
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/log"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
+	"sigs.k8s.io/controller-runtime/pkg/metrics"
 
 	"github.com/meshrev/meshrev/internal/manager"
 	"github.com/meshrev/meshrev/internal/pki"
+	"github.com/meshrev/meshrev/internal/version"
 )
+
+// errVersion is parseFlags' answer to --version: print it and exit.
+var errVersion = errors.New("version requested")
 
 func main() {
 	opts, zapOpts, err := parseFlags(os.Args[1:], os.Stderr)
-	if err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			os.Exit(0)
-		}
+	switch {
+	case errors.Is(err, errVersion):
+		fmt.Println("meshrev-manager " + version.Get().String())
+		os.Exit(0)
+	case errors.Is(err, flag.ErrHelp):
+		os.Exit(0)
+	case err != nil:
 		os.Exit(2) // the flag package printed the error and the usage
 	}
+	// meshrev_build_info on the metrics server: which build each replica runs.
+	metrics.Registry.MustRegister(version.Collector())
 	logger := zap.New(zap.UseFlagOptions(zapOpts))
 	ctrl.SetLogger(logger)
 	ctx := log.IntoContext(ctrl.SetupSignalHandler(), logger)
@@ -35,7 +45,8 @@ func main() {
 	}
 }
 
-// parseFlags turns the command line into manager options. It uses its own
+// parseFlags turns the command line into manager options; --version makes it
+// return errVersion. It uses its own
 // flag set: controller-runtime registers --kubeconfig on the global one.
 func parseFlags(args []string, out io.Writer) (manager.Options, *zap.Options, error) {
 	var o manager.Options
@@ -64,10 +75,14 @@ func parseFlags(args []string, out io.Writer) (manager.Options, *zap.Options, er
 	fs.StringVar(&o.Certs.WebhookURL, "webhook-url", "", "https URL the API server calls the webhooks at when the manager runs outside the cluster; its host joins the serving certificate")
 	fs.DurationVar(&o.Certs.CALifetime, "ca-lifetime", pki.DefaultCALifetime, "lifetime of a self-managed CA (renewed at two thirds)")
 	fs.DurationVar(&o.Certs.CertLifetime, "cert-lifetime", pki.DefaultCertLifetime, "lifetime of a self-managed serving certificate (renewed at two thirds)")
+	printVersion := fs.Bool("version", false, "print the version and exit")
 	zapOpts := &zap.Options{}
 	zapOpts.BindFlags(fs)
 	if err := fs.Parse(args); err != nil {
 		return manager.Options{}, nil, err
+	}
+	if *printVersion {
+		return manager.Options{}, nil, errVersion
 	}
 	if fs.NArg() > 0 {
 		err := fmt.Errorf("unexpected arguments %q: meshrev-manager takes flags only", fs.Args())

@@ -98,3 +98,10 @@ func TestParseFlagsBindsZapFlags(t *testing.T) {
 	require.NotNil(t, zapOpts.Level)
 	assert.Equal(t, "debug", zapOpts.Level.(interface{ String() string }).String())
 }
+
+func TestParseFlagsVersionAsksToPrintIt(t *testing.T) {
+	var out bytes.Buffer
+	_, _, err := parseFlags([]string{"--metrics-bind-address=:8080", "--version"}, &out)
+	require.ErrorIs(t, err, errVersion)
+	assert.Empty(t, out.String(), "the version goes to stdout from main, nothing to stderr")
+}
