@@ -9,9 +9,9 @@ export GOTOOLCHAIN ?= local
 help: ## List the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z0-9_-]+:.*## / {printf "  \033[36m%-18s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
-build: ## Build meshrev-manager and meshrev (kubectl-meshrev too) into bin/
-	$(GO) build -o $(BIN)/meshrev-manager ./cmd/meshrev-manager
-	$(GO) build -o $(BIN)/meshrev ./cmd/meshrev
+build: ## Build meshrev-manager and meshrev (kubectl-meshrev too) into bin/, stamped with VERSION (make version)
+	$(GO) build -ldflags "$(VERSION_LDFLAGS)" -o $(BIN)/meshrev-manager ./cmd/meshrev-manager
+	$(GO) build -ldflags "$(VERSION_LDFLAGS)" -o $(BIN)/meshrev ./cmd/meshrev
 	ln -sf meshrev $(BIN)/kubectl-meshrev
 
 generate: ## Regenerate deepcopy and the Mesh CRD (controller-gen, pinned in go.mod)
