@@ -63,7 +63,7 @@ type krewPlatform struct {
 }
 
 // writeReleaseMetadata writes checksums.txt (sha256sum format) over the
-// CLI archives and the chart, the krew manifest kubectl-meshrev.krew.yaml
+// CLI archives and the chart, the krew manifest krew/meshrev.yaml
 // and RELEASE_NOTES.md.
 func writeReleaseMetadata(o krewOptions) error {
 	v := o.Build.Version
@@ -120,7 +120,11 @@ func writeReleaseMetadata(o krewOptions) error {
 	if err != nil {
 		return err
 	}
-	if err := os.WriteFile(filepath.Join(o.Dist, "kubectl-meshrev.krew.yaml"), manifest, 0o644); err != nil {
+	// krew wants the manifest named after the plugin.
+	if err := os.MkdirAll(filepath.Join(o.Dist, "krew"), 0o755); err != nil {
+		return err
+	}
+	if err := os.WriteFile(filepath.Join(o.Dist, "krew", "meshrev.yaml"), manifest, 0o644); err != nil {
 		return err
 	}
 

@@ -122,7 +122,7 @@ func TestReleaseMetadata(t *testing.T) {
 	}
 
 	var plugin krewPlugin
-	data, err := os.ReadFile(filepath.Join(dist, "kubectl-meshrev.krew.yaml"))
+	data, err := os.ReadFile(filepath.Join(dist, "krew", "meshrev.yaml"))
 	require.NoError(t, err)
 	require.NoError(t, yaml.UnmarshalStrict(data, &plugin))
 	assert.Equal(t, "krew.googlecontainertools.github.com/v1alpha2", plugin.APIVersion)
