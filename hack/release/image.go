@@ -55,7 +55,7 @@ type imageOptions struct {
 type imageResult struct {
 	// Repository and Tag name the image; Digest is the index's.
 	Repository, Tag string
-	Digest     v1.Hash
+	Digest          v1.Hash
 	// Index is the image index as written to the layout.
 	Index v1.ImageIndex
 }
