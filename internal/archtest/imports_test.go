@@ -69,13 +69,19 @@ var rules = map[string]rule{
 		pkg: "internal/manager", may: []string{"webhook", "revisions/controller", "internal/pki", "internal/readmodel", "revisions", "revisions/v1alpha1"},
 	},
 	"the CLI never imports the webhook, the controller or the manager": {
-		pkg: "cli", may: []string{"revisions", "revisions/v1alpha1", "internal/readmodel"},
+		pkg: "cli", may: []string{"revisions", "revisions/v1alpha1", "internal/readmodel", "internal/version"},
 	},
 	"the CLI's main is a thin main over package cli": {
 		pkg: "cmd/meshrev", may: []string{"cli"},
 	},
 	"the manager's main is a thin main over internal/manager": {
-		pkg: "cmd/meshrev-manager", may: []string{"internal/manager", "internal/pki"},
+		pkg: "cmd/meshrev-manager", may: []string{"internal/manager", "internal/pki", "internal/version"},
+	},
+	"the build's version imports no meshrev package": {
+		pkg: "internal/version",
+	},
+	"the release tooling builds the binaries, it does not import them": {
+		pkg: "hack/release",
 	},
 	"the local-cluster library imports no meshrev package": {
 		pkg: "internal/devcluster",

@@ -41,7 +41,7 @@ import (
 	"k8s.io/apimachinery/pkg/util/wait"
 
 	"github.com/meshrev/meshrev/cli"
-	"github.com/meshrev/meshrev/test/e2e/cluster"
+	"github.com/meshrev/meshrev/internal/devcluster"
 )
 
 // TestReleaseChartInstallsTheImageMakeBuilt runs `make image chart-package`
@@ -49,7 +49,7 @@ import (
 // checks the manager Deployment and its pods run exactly the image make
 // wrote to the OCI layout.
 func TestReleaseChartInstallsTheImageMakeBuilt(t *testing.T) {
-	root, err := cluster.RepoRoot()
+	root, err := devcluster.RepoRoot()
 	require.NoError(t, err)
 	dist := t.TempDir()
 	ctx, cancel := context.WithTimeout(t.Context(), 20*time.Minute)
@@ -92,7 +92,7 @@ func TestReleaseChartInstallsTheImageMakeBuilt(t *testing.T) {
 	helm := newHelm(t)
 	ns := NewNamespace(t, "meshrev-release", nil)
 	installed := false
-	t.Cleanup(func() { chartCleanupIn(t, c, ns, installed) })
+	t.Cleanup(func() { chartCleanup(t, c, ns, installed) })
 	status := helm.run(t, "install", chartRelease, pkg, "-n", ns, "--wait", "--timeout", "2m")
 	installed = true
 	assert.Contains(t, status, "STATUS: deployed")
