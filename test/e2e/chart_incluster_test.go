@@ -18,6 +18,7 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -69,9 +70,18 @@ func TestChartDefaultInstallRunsInCluster(t *testing.T) {
 
 func (ic *chartInCluster) deploymentRestricted(t *testing.T) {
 	ctx := t.Context()
-	d, err := ic.cs.AppsV1().Deployments(ic.ns).Get(ctx, "meshrev-manager", metav1.GetOptions{})
-	require.NoError(t, err)
-	assert.Equal(t, int32(2), d.Status.AvailableReplicas)
+	// helm --wait waits for the ReplicaSet's ready pods; the Deployment's
+	// status follows a moment later.
+	d := &appsv1.Deployment{}
+	err := wait.PollUntilContextTimeout(ctx, 200*time.Millisecond, 60*time.Second, true, func(ctx context.Context) (bool, error) {
+		got, err := ic.cs.AppsV1().Deployments(ic.ns).Get(ctx, "meshrev-manager", metav1.GetOptions{})
+		if err != nil {
+			return false, err
+		}
+		d = got
+		return d.Status.AvailableReplicas == 2, nil
+	})
+	require.NoError(t, err, "the manager Deployment has 2 available replicas (status %+v)", d.Status)
 	pods, err := ic.cs.CoreV1().Pods(ic.ns).List(ctx, metav1.ListOptions{LabelSelector: metav1.FormatLabelSelector(d.Spec.Selector)})
 	require.NoError(t, err)
 	require.Len(t, pods.Items, 2)
