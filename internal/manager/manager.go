@@ -82,7 +82,7 @@ func Run(ctx context.Context, opts Options) error {
 	}
 	// Every replica answers admission requests from these informers, not only
 	// the leader whose controller watches them: start them with the cache.
-	for _, obj := range []client.Object{&v1alpha1.Mesh{}, &corev1.Namespace{}, &corev1.ConfigMap{}, &appsv1.Deployment{}, readmodel.PodMeta()} {
+	for _, obj := range []client.Object{&v1alpha1.Mesh{}, &corev1.Namespace{}, &corev1.ConfigMap{}, &appsv1.Deployment{}, readmodel.PodMeta(), readmodel.CRDMeta()} {
 		if _, err := mgr.GetCache().GetInformer(ctx, obj); err != nil {
 			return fmt.Errorf("register informer for %T: %w", obj, err)
 		}
