@@ -96,6 +96,8 @@ func Run(ctx context.Context, opts Options) error {
 		MeshNamespace: opts.MeshNamespace,
 		HistoryLimit:  opts.HistoryLimit,
 		AfterRelabel:  opts.AfterRelabel,
+		RestConfig:    mgr.GetConfig(),
+		ChartCacheDir: opts.ChartCacheDir,
 	}); err != nil {
 		return err
 	}
