@@ -120,7 +120,7 @@ type Revision struct {
 // of image (meshrev writes a bare Deployment and Service), helm (meshrev
 // installs Istio's istiod chart as Helm release istiod-<name>) or external
 // (installed outside meshrev; only its readiness is watched).
-// +kubebuilder:validation:XValidation:rule="(has(self.image) && self.image != ” ? 1 : 0) + (has(self.helm) ? 1 : 0) + (has(self.external) && self.external ? 1 : 0) == 1",message="set exactly one of image, helm or external"
+// +kubebuilder:validation:XValidation:rule="(has(self.image) ? 1 : 0) + (has(self.helm) ? 1 : 0) + (has(self.external) && self.external ? 1 : 0) == 1",message="set exactly one of image, helm or external"
 type ControlPlane struct {
 	// Image is the control plane (pilot) image of a Deployment meshrev
 	// writes itself. It carries no ServiceAccount, RBAC or mesh config: use
