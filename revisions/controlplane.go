@@ -63,9 +63,8 @@ func validateControlPlane(p *field.Path, r v1alpha1.Revision) field.ErrorList {
 	if n != 1 {
 		errs = append(errs, field.Invalid(p, "", fmt.Sprintf("set exactly one of image (for example docker.io/istio/pilot:%s), helm or external", r.Version)))
 	}
-	if cp.Image == "" && (cp.Replicas != nil || cp.ServiceType != "") {
-		errs = append(errs, field.Forbidden(p, "replicas and serviceType apply to an image control plane only; set a helm control plane's through its values"))
-	}
+	// replicas and serviceType are defaulted by the CRD whatever the source;
+	// a helm control plane takes its own through its values.
 	if cp.Replicas != nil && *cp.Replicas < 0 {
 		errs = append(errs, field.Invalid(p.Child("replicas"), *cp.Replicas, "must not be negative"))
 	}

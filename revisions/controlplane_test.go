@@ -67,16 +67,16 @@ func TestValidateControlPlane(t *testing.T) {
 		cp      v1alpha1.ControlPlane
 		wantErr string
 	}{
-		"an image control plane is valid":               {cp: v1alpha1.ControlPlane{Image: "pilot:1.22.6"}},
-		"an external control plane is valid":            {cp: v1alpha1.ControlPlane{External: true}},
-		"a helm control plane with defaults is valid":   {cp: v1alpha1.ControlPlane{Helm: &v1alpha1.HelmControlPlane{}}},
-		"a helm control plane from a mirror is valid":   {cp: v1alpha1.ControlPlane{Helm: &v1alpha1.HelmControlPlane{Repository: "oci://mirror.example/istio", Values: &apiextensionsv1.JSON{Raw: []byte(`{"pilot":{"replicaCount":2}}`)}}}},
-		"no source is refused":                          {cp: v1alpha1.ControlPlane{}, wantErr: "set exactly one of image"},
-		"two sources are refused":                       {cp: v1alpha1.ControlPlane{Image: "pilot:1", External: true}, wantErr: "set exactly one of image"},
-		"replicas of a helm control plane are refused":  {cp: v1alpha1.ControlPlane{Helm: &v1alpha1.HelmControlPlane{}, Replicas: ptr(int32(2))}, wantErr: "through its values"},
-		"a repository of an unknown scheme is refused":  {cp: v1alpha1.ControlPlane{Helm: &v1alpha1.HelmControlPlane{Repository: "ftp://x"}}, wantErr: "must be an http(s):// or oci:// repository or a file:// directory"},
-		"a chart version that is no version is refused": {cp: v1alpha1.ControlPlane{Helm: &v1alpha1.HelmControlPlane{ChartVersion: "latest"}}, wantErr: "spec.revisions[0].controlPlane.helm.chartVersion"},
-		"values that are not an object are refused":     {cp: v1alpha1.ControlPlane{Helm: &v1alpha1.HelmControlPlane{Values: &apiextensionsv1.JSON{Raw: []byte(`[1]`)}}}, wantErr: "must be an object of chart values"},
+		"an image control plane is valid":                     {cp: v1alpha1.ControlPlane{Image: "pilot:1.22.6"}},
+		"an external control plane is valid":                  {cp: v1alpha1.ControlPlane{External: true}},
+		"a helm control plane with defaults is valid":         {cp: v1alpha1.ControlPlane{Helm: &v1alpha1.HelmControlPlane{}}},
+		"a helm control plane from a mirror is valid":         {cp: v1alpha1.ControlPlane{Helm: &v1alpha1.HelmControlPlane{Repository: "oci://mirror.example/istio", Values: &apiextensionsv1.JSON{Raw: []byte(`{"pilot":{"replicaCount":2}}`)}}}},
+		"no source is refused":                                {cp: v1alpha1.ControlPlane{}, wantErr: "set exactly one of image"},
+		"two sources are refused":                             {cp: v1alpha1.ControlPlane{Image: "pilot:1", External: true}, wantErr: "set exactly one of image"},
+		"a helm control plane with the CRD defaults is valid": {cp: v1alpha1.ControlPlane{Helm: &v1alpha1.HelmControlPlane{}, Replicas: ptr(int32(1)), ServiceType: "ClusterIP"}},
+		"a repository of an unknown scheme is refused":        {cp: v1alpha1.ControlPlane{Helm: &v1alpha1.HelmControlPlane{Repository: "ftp://x"}}, wantErr: "must be an http(s):// or oci:// repository or a file:// directory"},
+		"a chart version that is no version is refused":       {cp: v1alpha1.ControlPlane{Helm: &v1alpha1.HelmControlPlane{ChartVersion: "latest"}}, wantErr: "spec.revisions[0].controlPlane.helm.chartVersion"},
+		"values that are not an object are refused":           {cp: v1alpha1.ControlPlane{Helm: &v1alpha1.HelmControlPlane{Values: &apiextensionsv1.JSON{Raw: []byte(`[1]`)}}}, wantErr: "must be an object of chart values"},
 	}
 	for name, c := range cases {
 		t.Run(name, func(t *testing.T) {

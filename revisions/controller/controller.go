@@ -242,14 +242,15 @@ func (r *Reconciler) relabel(ctx context.Context, mesh *v1alpha1.Mesh, pending [
 }
 
 // reconcileControlPlanes applies the Deployment and Service of every
-// revision with a controlPlane and deletes those of revisions that are gone
-// (revoked, unpublished) or no longer ask for one.
+// revision with an image control plane and deletes those of revisions that
+// are gone (revoked, unpublished) or no longer ask for one.
 func (r *Reconciler) reconcileControlPlanes(ctx context.Context, mesh *v1alpha1.Mesh) error {
 	logger := log.FromContext(ctx)
 	ns := r.opts.MeshNamespace
 	want := map[string]bool{}
 	for _, rev := range mesh.Spec.Revisions {
-		if rev.ControlPlane == nil {
+		// Helm control planes are reconcileHelm's; external ones nobody's.
+		if revisions.ControlPlaneSource(&rev) != revisions.SourceImage {
 			continue
 		}
 		want[rev.Name] = true

@@ -24,6 +24,10 @@ import (
 	"github.com/meshrev/meshrev/revisions/v1alpha1"
 )
 
+// helmHub is the image hub the helm revisions' own values set: the
+// control plane's and the sidecar's images come from it.
+const helmHub = "mirror.example/istio"
+
 // helmRevision is a revision whose control plane is Istio's istiod chart
 // from repo, with the images pinned through the revision's own values.
 func helmRevision(version, repo string) v1alpha1.Revision {
@@ -31,7 +35,7 @@ func helmRevision(version, repo string) v1alpha1.Revision {
 	if err != nil {
 		panic(err)
 	}
-	values := `{"global":{"hub":"docker.io/istio","tag":"` + version + `"}}`
+	values := `{"global":{"hub":"` + helmHub + `","tag":"` + version + `"}}`
 	return v1alpha1.Revision{Name: name, Version: version, ControlPlane: &v1alpha1.ControlPlane{
 		Helm: &v1alpha1.HelmControlPlane{Repository: repo, Values: &apiextensionsv1.JSON{Raw: []byte(values)}}}}
 }
@@ -82,18 +86,19 @@ func TestLifecycleHelmControlPlanes(t *testing.T) {
 		e.assertDefaultValidator(stable.Name)
 	})
 
-	t.Run("a pod of the canary gets one sidecar, meshrev's", func(t *testing.T) {
+	t.Run("a pod of the canary gets one sidecar, meshrev's, with the proxy image its release installed", func(t *testing.T) {
 		ns := NewNamespace(t, "helm-canary", map[string]string{revisions.LabelRev: canary.Name})
 		pod, _, err := createPod(t, ns, testPod("app", nil))
 		require.NoError(t, err)
 		assert.Equal(t, canary.Name, lcSidecarRevision(t, pod))
-		n := 0
+		var proxies []corev1.Container
 		for _, c := range append(pod.Spec.InitContainers, pod.Spec.Containers...) {
 			if c.Name == "istio-proxy" {
-				n++
+				proxies = append(proxies, c)
 			}
 		}
-		assert.Equal(t, 1, n, "one istio-proxy: no second injector ran")
+		require.Len(t, proxies, 1, "one istio-proxy: no second injector ran")
+		assert.Equal(t, helmHub+"/proxyv2:1.23.6", proxies[0].Image, "the image of the release's istio-sidecar-injector-%s values, not meshrev's default repository", canary.Name)
 	})
 
 	t.Run("revoking the canary uninstalls exactly its release", func(t *testing.T) {
@@ -189,7 +194,7 @@ func (e *lcEnv) assertRelease(rev v1alpha1.Revision, version string) {
 	}
 	var dep appsv1.Deployment
 	require.NoError(e.t, e.c.Get(ctx, client.ObjectKey{Namespace: lcMeshNamespace, Name: name}, &dep))
-	assert.Equal(e.t, "docker.io/istio/pilot:"+version, dep.Spec.Template.Spec.Containers[0].Image, "the revision's own values reach its release")
+	assert.Equal(e.t, helmHub+"/pilot:"+version, dep.Spec.Template.Spec.Containers[0].Image, "the revision's own values reach its release")
 	assert.Equal(e.t, "istiod-"+rev.Name, dep.Spec.Template.Spec.ServiceAccountName)
 }
 
