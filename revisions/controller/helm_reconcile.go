@@ -149,6 +149,14 @@ func (r *Reconciler) uninstallUnpublished(ctx context.Context, mesh *v1alpha1.Me
 	if listed == mesh.Generation && !failed {
 		return nil
 	}
+	// A mesh that has no helm revision and reported none has no release of
+	// meshrev's: Helm's storage is not read (nor its Secrets needed).
+	hadHelm := slices.ContainsFunc(mesh.Status.Revisions, func(s v1alpha1.RevisionStatus) bool {
+		return s.ControlPlane != nil && s.ControlPlane.Source == revisions.SourceHelm
+	})
+	if len(helmRevs) == 0 && !hadHelm {
+		return nil
+	}
 	names, err := h.managedReleases(ctx)
 	if err != nil {
 		return err
