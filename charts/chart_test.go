@@ -462,7 +462,10 @@ func TestRBACIsLeastPrivilege(t *testing.T) {
 		switch role.Namespace {
 		case "istio-system":
 			for _, rl := range role.Rules {
-				assert.Subset(t, []string{"deployments", "services"}, rl.Resources)
+				assert.Subset(t, []string{"deployments", "services", "configmaps"}, rl.Resources)
+				if slices.Contains(rl.Resources, "configmaps") {
+					assert.Equal(t, []string{"get", "list", "watch"}, rl.Verbs, "the releases' injection values are only read")
+				}
 			}
 		case releaseNamespace:
 			for _, rl := range role.Rules {

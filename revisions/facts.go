@@ -17,6 +17,10 @@ type Facts struct {
 	// available. A revision whose control plane meshrev does not run counts as
 	// ready; a revision missing from the map counts as not ready.
 	ControlPlaneReady map[string]bool
+	// IstioCRDVersion is the version of Istio's CRDs installed in the
+	// cluster (label app.kubernetes.io/version of Istio's base chart), or
+	// empty when there are none or they carry no version.
+	IstioCRDVersion string
 }
 
 // Pod is an injected pod, as far as the decisions need it (metadata only).

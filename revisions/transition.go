@@ -3,6 +3,7 @@ package revisions
 import (
 	"fmt"
 	"maps"
+	"reflect"
 	"slices"
 	"sort"
 	"strings"
@@ -83,12 +84,7 @@ func ValidateMesh(m *v1alpha1.Mesh) field.ErrorList {
 			errs = append(errs, field.Invalid(p.Child("version"), r.Version, err.Error()))
 		}
 		if cp := r.ControlPlane; cp != nil {
-			if cp.Image == "" {
-				errs = append(errs, field.Required(p.Child("controlPlane", "image"), "the control plane needs an image, for example docker.io/istio/pilot:"+r.Version))
-			}
-			if cp.Replicas != nil && *cp.Replicas < 0 {
-				errs = append(errs, field.Invalid(p.Child("controlPlane", "replicas"), *cp.Replicas, "must not be negative"))
-			}
+			errs = append(errs, validateControlPlane(p.Child("controlPlane"), r)...)
 		}
 	}
 	switch {
@@ -110,6 +106,11 @@ func ValidateMesh(m *v1alpha1.Mesh) field.ErrorList {
 	default:
 		errs = append(errs, field.NotSupported(spec.Child("unknownRevisionPolicy"), m.Spec.UnknownRevisionPolicy, []string{string(v1alpha1.UnknownRevisionAllow), string(v1alpha1.UnknownRevisionDeny)}))
 	}
+	switch m.Spec.ControlPlaneDeletionPolicy {
+	case "", v1alpha1.ControlPlaneUninstall, v1alpha1.ControlPlaneOrphan:
+	default:
+		errs = append(errs, field.NotSupported(spec.Child("controlPlaneDeletionPolicy"), m.Spec.ControlPlaneDeletionPolicy, []string{string(v1alpha1.ControlPlaneUninstall), string(v1alpha1.ControlPlaneOrphan)}))
+	}
 	return errs
 }
 
@@ -123,7 +124,7 @@ func ValidateTransition(old, updated *v1alpha1.Mesh, facts Facts) (Transition, f
 	}
 	spec := field.NewPath("spec")
 	if old == nil {
-		return validateInstall(updated)
+		return validateInstall(updated, facts)
 	}
 	o, n := &old.Spec, &updated.Spec
 	oldRevs, newRevs := byName(o.Revisions), byName(n.Revisions)
@@ -171,7 +172,7 @@ func ValidateTransition(old, updated *v1alpha1.Mesh, facts Facts) (Transition, f
 		}
 		return Transition{Action: ActionEdit}, nil
 	case len(added) == 1 && len(removed) == 0 && o.Stable == n.Stable && o.Canary == "" && n.Canary == added[0]:
-		return validateDeployCanary(n, newRevs[added[0]], oldRevs)
+		return validateDeployCanary(n, newRevs[added[0]], oldRevs, facts)
 	case len(added) == 0 && len(removed) == 0 && o.Canary != "" && n.Stable == o.Canary && n.Canary == "":
 		return validatePromote(old, updated, facts)
 	case len(added) == 0 && len(removed) == 1 && o.Canary == removed[0] && n.Canary == "" && n.Stable == o.Stable:
@@ -182,7 +183,7 @@ func ValidateTransition(old, updated *v1alpha1.Mesh, facts Facts) (Transition, f
 	return Transition{}, field.ErrorList{refuseOther(old, updated, added, removed)}
 }
 
-func validateInstall(m *v1alpha1.Mesh) (Transition, field.ErrorList) {
+func validateInstall(m *v1alpha1.Mesh, facts Facts) (Transition, field.ErrorList) {
 	revs := field.NewPath("spec", "revisions")
 	for i, r := range m.Spec.Revisions {
 		if r.Name != m.Spec.Stable && r.Name != m.Spec.Canary {
@@ -191,23 +192,23 @@ func validateInstall(m *v1alpha1.Mesh) (Transition, field.ErrorList) {
 	}
 	if m.Spec.Canary != "" {
 		stable := byName(m.Spec.Revisions)[m.Spec.Stable]
-		if errs := checkCanaryVersion(m, stable, byName(m.Spec.Revisions)[m.Spec.Canary]); len(errs) > 0 {
+		if errs := checkCanaryVersion(m, stable, byName(m.Spec.Revisions)[m.Spec.Canary], facts.IstioCRDVersion); len(errs) > 0 {
 			return Transition{}, errs
 		}
 	}
 	return Transition{Action: ActionInstall, To: m.Spec.Stable}, nil
 }
 
-func checkCanaryVersion(m *v1alpha1.Mesh, stable, canary v1alpha1.Revision) field.ErrorList {
+func checkCanaryVersion(m *v1alpha1.Mesh, stable, canary v1alpha1.Revision, crdVersion string) field.ErrorList {
 	sv, _ := ParseVersion(stable.Version) // ValidateMesh parsed both
 	cv, _ := ParseVersion(canary.Version)
 	if err := CheckSkip(sv, cv); err != nil {
 		return field.ErrorList{field.Forbidden(revisionPath(m, canary.Name).Child("version"), fmt.Sprintf("cannot deploy canary %s: %v", canary.Name, err))}
 	}
-	return nil
+	return checkCRDVersion(m, canary, crdVersion)
 }
 
-func validateDeployCanary(n *v1alpha1.MeshSpec, canary v1alpha1.Revision, oldRevs map[string]v1alpha1.Revision) (Transition, field.ErrorList) {
+func validateDeployCanary(n *v1alpha1.MeshSpec, canary v1alpha1.Revision, oldRevs map[string]v1alpha1.Revision, facts Facts) (Transition, field.ErrorList) {
 	m := &v1alpha1.Mesh{Spec: *n}
 	for _, name := range slices.Sorted(maps.Keys(oldRevs)) {
 		if name != n.Stable {
@@ -216,7 +217,7 @@ func validateDeployCanary(n *v1alpha1.MeshSpec, canary v1alpha1.Revision, oldRev
 				canary.Name, name, RemedyDataPlaneUpgrade.Command(), name, RemedyUnpublish.Command()))}
 		}
 	}
-	if errs := checkCanaryVersion(m, oldRevs[n.Stable], canary); len(errs) > 0 {
+	if errs := checkCanaryVersion(m, oldRevs[n.Stable], canary, facts.IstioCRDVersion); len(errs) > 0 {
 		return Transition{}, errs
 	}
 	return Transition{Action: ActionDeployCanary, From: n.Stable, To: canary.Name}, nil
@@ -341,7 +342,8 @@ func controlPlaneEqual(a, b *v1alpha1.ControlPlane) bool {
 	if b.Replicas != nil {
 		rb = *b.Replicas
 	}
-	return a.Image == b.Image && ra == rb && a.ServiceType == b.ServiceType
+	return a.Image == b.Image && ra == rb && a.ServiceType == b.ServiceType &&
+		a.External == b.External && reflect.DeepEqual(a.Helm, b.Helm)
 }
 
 func byName(revs []v1alpha1.Revision) map[string]v1alpha1.Revision {

@@ -69,6 +69,10 @@ type InjectorOptions struct {
 	Log logr.Logger
 	// MaxRequestBytes bounds the request body; default DefaultMaxRequestBytes.
 	MaxRequestBytes int64
+	// ReleaseSettings, when set, gives the proxy image of a revision whose
+	// control plane meshrev does not write itself (helm, external) from what
+	// its release installed; a revision's explicit proxyImage still wins.
+	ReleaseSettings ReleaseSettings
 }
 
 // Injector is the revision router: a mutating admission webhook for pod
@@ -420,6 +424,9 @@ func (i *Injector) revisionData(rev *v1alpha1.Revision) RevisionData {
 // rendered is an error.
 func (i *Injector) revisionTemplates(ctx context.Context, log logr.Logger, mesh *v1alpha1.Mesh, rev *v1alpha1.Revision) (rt *revisionTemplates, warning string, err error) {
 	rd := i.revisionData(rev)
+	if err := i.releaseProxyImage(ctx, rev, &rd); err != nil {
+		return nil, "", err
+	}
 	key := templateKey{name: rev.Name, version: rev.Version, proxyImage: rd.ProxyImage, discovery: rd.DiscoveryAddress, templatesCM: rev.Templates}
 	text, err := i.opts.Templates.Templates(ctx, rev)
 	if err == nil {

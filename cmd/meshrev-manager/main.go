@@ -65,6 +65,7 @@ func parseFlags(args []string, out io.Writer) (manager.Options, *zap.Options, er
 	fs.StringVar(&o.CertDir, "cert-dir", "", "directory of the webhook server's tls.crt and tls.key, reloaded when they change (required with --manage-certs, which writes them)")
 	fs.StringVar(&o.MetricsAddr, "metrics-bind-address", manager.DefaultMetricsAddr, "address of the Prometheus /metrics endpoint (0 disables it)")
 	fs.StringVar(&o.ProbeAddr, "health-probe-bind-address", manager.DefaultProbeAddr, "address of /healthz and /readyz (0 disables them)")
+	fs.StringVar(&o.ChartCacheDir, "chart-cache-dir", "", "directory keeping the Istio charts fetched for helm control planes, by repository and version (default <temp dir>/meshrev-charts)")
 	fs.BoolVar(&o.LeaderElection, "leader-elect", false, "elect one replica to run the controller (webhooks are served by every replica)")
 	fs.StringVar(&o.TemplatesConfigMap, "templates-configmap", "", "ConfigMap in --namespace (keys sidecar, gateway) replacing the embedded default injection templates")
 	fs.BoolVar(&o.Certs.Manage, "manage-certs", false, "keep a CA and serving certificate in --cert-secret, write them into --cert-dir, patch caBundle into the webhook configurations and rotate them")

@@ -82,7 +82,7 @@ func Run(ctx context.Context, opts Options) error {
 	}
 	// Every replica answers admission requests from these informers, not only
 	// the leader whose controller watches them: start them with the cache.
-	for _, obj := range []client.Object{&v1alpha1.Mesh{}, &corev1.Namespace{}, &corev1.ConfigMap{}, &appsv1.Deployment{}, readmodel.PodMeta()} {
+	for _, obj := range []client.Object{&v1alpha1.Mesh{}, &corev1.Namespace{}, &corev1.ConfigMap{}, &appsv1.Deployment{}, readmodel.PodMeta(), readmodel.CRDMeta()} {
 		if _, err := mgr.GetCache().GetInformer(ctx, obj); err != nil {
 			return fmt.Errorf("register informer for %T: %w", obj, err)
 		}
@@ -96,6 +96,8 @@ func Run(ctx context.Context, opts Options) error {
 		MeshNamespace: opts.MeshNamespace,
 		HistoryLimit:  opts.HistoryLimit,
 		AfterRelabel:  opts.AfterRelabel,
+		RestConfig:    mgr.GetConfig(),
+		ChartCacheDir: opts.ChartCacheDir,
 	}); err != nil {
 		return err
 	}
@@ -125,8 +127,10 @@ func managerOptions(logger logr.Logger, scheme *runtime.Scheme, opts Options) ct
 			// Nothing reads managedFields; dropping them halves the cache.
 			DefaultTransform: cache.TransformStripManagedFields(),
 			ByObject: map[client.Object]cache.ByObject{
-				// Templates ConfigMaps live in meshrev's namespace only.
-				&corev1.ConfigMap{}: {Namespaces: map[string]cache.Config{opts.OwnNamespace: {}}},
+				// Templates ConfigMaps live in meshrev's namespace; the
+				// releases' injection values (istio-sidecar-injector-<rev>)
+				// in the mesh namespace.
+				&corev1.ConfigMap{}: {Namespaces: map[string]cache.Config{opts.OwnNamespace: {}, opts.MeshNamespace: {}}},
 				// Control planes live in the mesh namespace only.
 				&appsv1.Deployment{}: {Namespaces: map[string]cache.Config{opts.MeshNamespace: {}}},
 				&corev1.Service{}:    {Namespaces: map[string]cache.Config{opts.MeshNamespace: {}}},
@@ -176,7 +180,8 @@ func setupWebhooks(ctx context.Context, mgr ctrl.Manager, opts Options) error {
 			Namespace:         opts.OwnNamespace,
 			DefaultsConfigMap: opts.TemplatesConfigMap,
 		}),
-		Log: logr.FromContextOrDiscard(ctx).WithName("inject"),
+		ReleaseSettings: webhook.NewReleaseSettings(mgr.GetCache(), opts.MeshNamespace),
+		Log:             logr.FromContextOrDiscard(ctx).WithName("inject"),
 	})
 	if err != nil {
 		return fmt.Errorf("create injector: %w", err)

@@ -55,6 +55,9 @@ type Options struct {
 	TemplatesConfigMap string
 	// HistoryLimit bounds the Mesh status history (0: the controller's default).
 	HistoryLimit int
+	// ChartCacheDir keeps the Istio charts fetched for helm control planes
+	// (default <temp dir>/meshrev-charts).
+	ChartCacheDir string
 
 	// WebhookHost is the address the webhook server listens on (default all).
 	WebhookHost string

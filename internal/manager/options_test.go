@@ -2,6 +2,7 @@ package manager
 
 import (
 	"fmt"
+	"slices"
 	"testing"
 
 	"github.com/go-logr/logr"
@@ -126,15 +127,16 @@ func TestManagerOptionsRestrictTheCache(t *testing.T) {
 		for ns := range by.Namespaces {
 			namespaces[kind] = append(namespaces[kind], ns)
 		}
+		slices.Sort(namespaces[kind])
 		if _, ok := obj.(*corev1.Pod); ok {
 			podSelector = by.Label.String()
 		}
 	}
 	assert.Equal(t, map[string][]string{
-		"*v1.ConfigMap":  {"meshrev-system"},
+		"*v1.ConfigMap":  {"istio-system", "meshrev-system"},
 		"*v1.Deployment": {"istio-system"},
 		"*v1.Service":    {"istio-system"},
-	}, namespaces, "templates are read from meshrev's namespace, control planes from the mesh namespace")
+	}, namespaces, "templates are read from meshrev's namespace, control planes and their releases' injection values from the mesh namespace")
 	assert.Equal(t, "meshrev.io/revision", podSelector, "only injected pods are cached")
 	require.NotNil(t, mo.Client.Cache)
 	assert.Contains(t, mo.Client.Cache.DisableFor, client.Object(&corev1.Secret{}), "secrets are never cached")

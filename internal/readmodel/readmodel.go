@@ -52,6 +52,9 @@ func Read(ctx context.Context, r client.Reader, mesh *v1alpha1.Mesh, meshNamespa
 	if facts.ControlPlaneReady, err = ControlPlaneReadiness(ctx, r, mesh, meshNamespace); err != nil {
 		return revisions.Facts{}, err
 	}
+	if facts.IstioCRDVersion, err = IstioCRDVersion(ctx, r); err != nil {
+		return revisions.Facts{}, err
+	}
 	return facts, nil
 }
 

@@ -10,6 +10,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
+	"path/filepath"
 	"time"
 
 	appsv1 "k8s.io/api/apps/v1"
@@ -19,6 +21,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/rest"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/builder"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -46,6 +49,13 @@ type Options struct {
 	AfterRelabel func(ctx context.Context, namespace string) error
 	// Now returns the current time (time.Now when nil).
 	Now func() time.Time
+
+	// RestConfig is the cluster Helm installs the helm control planes into
+	// (the manager's); without it a helm control plane fails with the reason.
+	RestConfig *rest.Config
+	// ChartCacheDir keeps the charts fetched for helm control planes, by
+	// repository and version (default <temp dir>/meshrev-charts).
+	ChartCacheDir string
 }
 
 // EventRecorder is the part of the events API the controller uses.
@@ -59,6 +69,8 @@ type Reconciler struct {
 	client   client.Client
 	recorder EventRecorder
 	opts     Options
+	// helm runs the helm control planes' releases (nil without RestConfig).
+	helm *helmReleases
 }
 
 // ControllerName names the controller (logs, metrics, events).
@@ -75,6 +87,13 @@ func Setup(mgr ctrl.Manager, opts Options) error {
 		return errors.New("controller options: MeshNamespace is required (the namespace of the control planes, e.g. istio-system)")
 	}
 	r := &Reconciler{client: mgr.GetClient(), recorder: mgr.GetEventRecorder(ControllerName), opts: opts}
+	if opts.RestConfig != nil {
+		dir := opts.ChartCacheDir
+		if dir == "" {
+			dir = filepath.Join(os.TempDir(), "meshrev-charts")
+		}
+		r.helm = newHelmReleases(opts.RestConfig, dir, opts.MeshNamespace)
+	}
 	enqueue := handler.EnqueueRequestsFromMapFunc(func(context.Context, client.Object) []reconcile.Request {
 		return []reconcile.Request{{NamespacedName: types.NamespacedName{Name: v1alpha1.MeshName}}}
 	})
@@ -116,12 +135,16 @@ func (r *Reconciler) Reconcile(ctx context.Context, req reconcile.Request) (reco
 	if err := r.reconcileControlPlanes(ctx, &mesh); err != nil {
 		return reconcile.Result{}, err
 	}
+	// A failed Helm install is reported in the status, then retried with
+	// the controller's backoff (the error returned at the end).
+	helmErr := r.reconcileHelm(ctx, &mesh)
 
 	facts, err := readmodel.Read(ctx, r.client, &mesh, r.opts.MeshNamespace)
 	if err != nil {
 		return reconcile.Result{}, fmt.Errorf("read the cluster for mesh %s: %w", mesh.Name, err)
 	}
 	status, steps := ComputeStatus(&mesh, StatusInput{OwnNamespace: r.opts.OwnNamespace, HistoryLimit: r.opts.HistoryLimit, Now: r.now()}, &facts)
+	r.reportControlPlanes(&mesh, &status)
 
 	// The steps (history, previous, recorded tags) are written before any
 	// relabel: the intent is on record first, and the relabel below is an
@@ -150,6 +173,9 @@ func (r *Reconciler) Reconcile(ctx context.Context, req reconcile.Request) (reco
 			return reconcile.Result{RequeueAfter: 100 * time.Millisecond}, nil
 		}
 		return reconcile.Result{}, err
+	}
+	if helmErr != nil {
+		return reconcile.Result{}, fmt.Errorf("helm control planes of mesh %s: %w", mesh.Name, helmErr)
 	}
 	return reconcile.Result{}, nil
 }
@@ -216,14 +242,15 @@ func (r *Reconciler) relabel(ctx context.Context, mesh *v1alpha1.Mesh, pending [
 }
 
 // reconcileControlPlanes applies the Deployment and Service of every
-// revision with a controlPlane and deletes those of revisions that are gone
-// (revoked, unpublished) or no longer ask for one.
+// revision with an image control plane and deletes those of revisions that
+// are gone (revoked, unpublished) or no longer ask for one.
 func (r *Reconciler) reconcileControlPlanes(ctx context.Context, mesh *v1alpha1.Mesh) error {
 	logger := log.FromContext(ctx)
 	ns := r.opts.MeshNamespace
 	want := map[string]bool{}
 	for _, rev := range mesh.Spec.Revisions {
-		if rev.ControlPlane == nil {
+		// Helm control planes are reconcileHelm's; external ones nobody's.
+		if revisions.ControlPlaneSource(&rev) != revisions.SourceImage {
 			continue
 		}
 		want[rev.Name] = true

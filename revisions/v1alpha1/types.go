@@ -2,6 +2,7 @@ package v1alpha1
 
 import (
 	corev1 "k8s.io/api/core/v1"
+	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 )
 
@@ -76,6 +77,15 @@ type MeshSpec struct {
 	// +kubebuilder:default=Allow
 	// +optional
 	UnknownRevisionPolicy UnknownRevisionPolicy `json:"unknownRevisionPolicy,omitempty"`
+
+	// --- control-plane deletion (issue 12) ---
+
+	// ControlPlaneDeletionPolicy says what happens to the istiod Helm releases
+	// meshrev installed when this Mesh is deleted: Uninstall (the default)
+	// removes them, Orphan leaves them running. Istio's CRDs always stay.
+	// +kubebuilder:default=Uninstall
+	// +optional
+	ControlPlaneDeletionPolicy ControlPlaneDeletionPolicy `json:"controlPlaneDeletionPolicy,omitempty"`
 }
 
 // Revision is one published control-plane revision.
@@ -98,27 +108,116 @@ type Revision struct {
 	// and "gateway" replace the default injection templates for this revision.
 	// +optional
 	Templates string `json:"templates,omitempty"`
-	// ControlPlane, when set, makes the controller run this revision's control
-	// plane as the Deployment and Service istiod-<name> in the mesh namespace.
+	// ControlPlane, when set, says where this revision's control plane
+	// (istiod-<name> in the mesh namespace) comes from, and meshrev waits for
+	// it to be Ready before a promotion. Without it meshrev neither runs nor
+	// watches a control plane for the revision.
 	// +optional
 	ControlPlane *ControlPlane `json:"controlPlane,omitempty"`
 }
 
-// ControlPlane describes the control-plane Deployment and Service of a revision.
+// ControlPlane says where a revision's control plane comes from: exactly one
+// of image (meshrev writes a bare Deployment and Service), helm (meshrev
+// installs Istio's istiod chart as Helm release istiod-<name>) or external
+// (installed outside meshrev; only its readiness is watched).
+// +kubebuilder:validation:XValidation:rule="(has(self.image) ? 1 : 0) + (has(self.helm) ? 1 : 0) + (has(self.external) && self.external ? 1 : 0) == 1",message="set exactly one of image, helm or external"
 type ControlPlane struct {
-	// Image is the control plane (pilot) image.
-	Image string `json:"image"`
-	// Replicas of the control-plane Deployment.
+	// Image is the control plane (pilot) image of a Deployment meshrev
+	// writes itself. It carries no ServiceAccount, RBAC or mesh config: use
+	// helm for a control plane that runs on a real cluster.
+	// +optional
+	Image string `json:"image,omitempty"`
+
+	// --- control-plane source (issue 12) ---
+
+	// Helm installs the control plane from Istio's own istiod chart, as Helm
+	// release istiod-<name> in the mesh namespace, after the CRDs of Istio's
+	// base chart of the same version.
+	// +optional
+	Helm *HelmControlPlane `json:"helm,omitempty"`
+	// External says the control plane is installed outside meshrev
+	// (istioctl, GitOps): meshrev only watches the readiness of Deployment
+	// istiod-<name> in the mesh namespace and never installs or removes it.
+	// +optional
+	External bool `json:"external,omitempty"`
+
+	// --- end control-plane source ---
+
+	// Replicas of the control-plane Deployment (image only).
 	// +kubebuilder:default=1
 	// +kubebuilder:validation:Minimum=0
 	// +optional
 	Replicas *int32 `json:"replicas,omitempty"`
-	// ServiceType of the control-plane Service; LoadBalancer exposes it
-	// outside the cluster.
+	// ServiceType of the control-plane Service (image only); LoadBalancer
+	// exposes it outside the cluster.
 	// +kubebuilder:default=ClusterIP
 	// +kubebuilder:validation:Enum=ClusterIP;LoadBalancer;NodePort
 	// +optional
 	ServiceType corev1.ServiceType `json:"serviceType,omitempty"`
+}
+
+// DefaultChartRepository is Istio's official Helm chart repository, where a
+// helm control plane's charts come from unless it names another.
+const DefaultChartRepository = "https://istio-release.storage.googleapis.com/charts"
+
+// HelmControlPlane is a control plane installed from Istio's istiod chart.
+type HelmControlPlane struct {
+	// Repository is where the charts istiod and base come from: an HTTP(S)
+	// chart repository with an index.yaml (default Istio's official
+	// https://istio-release.storage.googleapis.com/charts, or a mirror), an
+	// OCI repository (oci://registry/path, charts at <path>/istiod:<version>),
+	// or a directory on the manager's file system holding packaged charts
+	// istiod-<version>.tgz and base-<version>.tgz (file:///path, for
+	// air-gapped clusters).
+	// +kubebuilder:validation:Pattern=`^(https?|oci|file)://`
+	// +optional
+	Repository string `json:"repository,omitempty"`
+	// ChartVersion is the version of the istiod and base charts; default the
+	// revision's version.
+	// +optional
+	ChartVersion string `json:"chartVersion,omitempty"`
+	// Values are the chart values of this revision's release, merged under
+	// the values meshrev sets itself (revision, global.istioNamespace, and
+	// global.operatorManageWebhooks=true so that only meshrev injects).
+	// +kubebuilder:pruning:PreserveUnknownFields
+	// +kubebuilder:validation:Schemaless
+	// +kubebuilder:validation:Type=object
+	// +optional
+	Values *apiextensionsv1.JSON `json:"values,omitempty"`
+}
+
+// ControlPlaneDeletionPolicy says what happens to the Helm releases meshrev
+// installed when the Mesh is deleted.
+// +kubebuilder:validation:Enum=Uninstall;Orphan
+type ControlPlaneDeletionPolicy string
+
+const (
+	// ControlPlaneUninstall removes every istiod release with the Mesh: its
+	// objects carry the Mesh as owner, so the garbage collector removes them
+	// even when meshrev itself is gone. Istio's CRDs (the base release) stay.
+	ControlPlaneUninstall ControlPlaneDeletionPolicy = "Uninstall"
+	// ControlPlaneOrphan leaves the releases installed and running.
+	ControlPlaneOrphan ControlPlaneDeletionPolicy = "Orphan"
+)
+
+// ControlPlaneStatus reports a revision's control plane as meshrev installed
+// or watches it.
+type ControlPlaneStatus struct {
+	// Source is Image, Helm or External.
+	Source string `json:"source"`
+	// Release is the Helm release (helm only).
+	// +optional
+	Release string `json:"release,omitempty"`
+	// ReleaseStatus is the Helm release's status: deployed, or failed with
+	// LastError (helm only).
+	// +optional
+	ReleaseStatus string `json:"releaseStatus,omitempty"`
+	// ChartVersion is the istiod chart version the release runs (helm only).
+	// +optional
+	ChartVersion string `json:"chartVersion,omitempty"`
+	// LastError is why the last install or upgrade failed; empty after a success.
+	// +optional
+	LastError string `json:"lastError,omitempty"`
 }
 
 // MeshStatus is what the controller observed of the mesh.
@@ -165,6 +264,13 @@ type RevisionStatus struct {
 	Namespaces []string `json:"namespaces,omitempty"`
 	// Pods that run this revision's sidecar.
 	Pods int32 `json:"pods"`
+
+	// --- control-plane report (issue 12) ---
+
+	// ControlPlane reports the control plane's source and, for a Helm
+	// release, its status, chart version and last error.
+	// +optional
+	ControlPlane *ControlPlaneStatus `json:"controlPlane,omitempty"`
 }
 
 // DataPlaneStatus reports the injected pods and which of them are outdated.
