@@ -560,6 +560,7 @@ func TestFaults(t *testing.T) {
 					closedByServer.Add(1)
 				}
 				conn.Close()
+				time.Sleep(time.Second) // a bounded reconnect rate
 			}
 		}
 		var peak atomic.Int64
