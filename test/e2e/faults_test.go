@@ -75,6 +75,7 @@ type procManager struct {
 func startProcManager(t *testing.T, extra ...string) *procManager {
 	t.Helper()
 	ownWebhookConfigs(t)
+	setGlobalLogger()
 	c := ctrlClient(t)
 	ensureMeshCRD(t, c)
 	for _, ns := range []string{meshrevNamespace, controlPlaneNamespace, probeNamespace} {
