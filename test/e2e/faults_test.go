@@ -365,7 +365,7 @@ func clusterProcess(t *testing.T, name string) int {
 	return pid
 }
 
-// restartAPIServer stops kube-apiserver, waits down, and starts it again
+// restartAPIServer kills kube-apiserver, waits down, and starts it again
 // with the same command line and environment (the cluster's marker
 // included, so that the cluster's Stop still finds it).
 func restartAPIServer(t *testing.T, down time.Duration) {
@@ -377,8 +377,10 @@ func restartAPIServer(t *testing.T, down time.Duration) {
 	cwd, err := os.Readlink(fmt.Sprintf("/proc/%d/cwd", pid))
 	require.NoError(t, err)
 	args := strings.Split(strings.TrimRight(string(cmdline), "\x00"), "\x00")
-	require.NoError(t, syscall.Kill(pid, syscall.SIGTERM))
-	require.Eventually(t, func() bool { return !alive(pid) }, 30*time.Second, 50*time.Millisecond)
+	// SIGKILL: an API server that crashed (a graceful stop drains for
+	// long and would blur when the outage starts).
+	require.NoError(t, syscall.Kill(pid, syscall.SIGKILL))
+	require.Eventually(t, func() bool { return !alive(pid) }, 10*time.Second, 50*time.Millisecond)
 	time.Sleep(down)
 	logf, err := os.OpenFile(Env().Layout.LogFile("kube-apiserver"), os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o644)
 	require.NoError(t, err)
