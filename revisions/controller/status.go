@@ -94,7 +94,7 @@ func ComputeStatus(mesh *v1alpha1.Mesh, in StatusInput, facts *revisions.Facts) 
 // recorded exactly once, across restarts too.
 func DetectSteps(spec *v1alpha1.MeshSpec, st *v1alpha1.MeshStatus, now metav1.Time) []v1alpha1.HistoryEntry {
 	entry := func(a revisions.Action, from, to string) v1alpha1.HistoryEntry {
-		return v1alpha1.HistoryEntry{ObservedTime: now, Action: string(a), From: from, To: to}
+		return v1alpha1.HistoryEntry{Time: now, Action: string(a), From: from, To: to}
 	}
 	if len(st.Revisions) == 0 && len(st.History) == 0 {
 		steps := []v1alpha1.HistoryEntry{entry(revisions.ActionInstall, "", spec.Stable)}

@@ -46,11 +46,11 @@ func recorded(spec v1alpha1.MeshSpec, history ...v1alpha1.HistoryEntry) v1alpha1
 }
 
 func step(a revisions.Action, from, to string) v1alpha1.HistoryEntry {
-	return v1alpha1.HistoryEntry{ObservedTime: t1, Action: string(a), From: from, To: to}
+	return v1alpha1.HistoryEntry{Time: t1, Action: string(a), From: from, To: to}
 }
 
 func TestDetectSteps(t *testing.T) {
-	install := v1alpha1.HistoryEntry{ObservedTime: t0, Action: "Install", To: "1-22-6"}
+	install := v1alpha1.HistoryEntry{Time: t0, Action: "Install", To: "1-22-6"}
 	tests := map[string]struct {
 		spec   v1alpha1.MeshSpec
 		status v1alpha1.MeshStatus
@@ -116,7 +116,7 @@ func TestDetectSteps(t *testing.T) {
 }
 
 func TestComputeStatus(t *testing.T) {
-	install := v1alpha1.HistoryEntry{ObservedTime: t0, Action: "Install", To: "1-22-6"}
+	install := v1alpha1.HistoryEntry{Time: t0, Action: "Install", To: "1-22-6"}
 	canarySpec := meshSpec("1-22-6", "1-23-6", "1-22-6", "1-23-6")
 	promotedSpec := meshSpec("1-23-6", "", "1-22-6", "1-23-6")
 	namespaces := map[string]map[string]string{
@@ -247,7 +247,7 @@ func TestComputeStatusBoundsHistory(t *testing.T) {
 	spec := meshSpec("1-22-6", "1-23-6", "1-22-6", "1-23-6")
 	st := recorded(meshSpec("1-22-6", "", "1-22-6"))
 	for i := range 5 {
-		st.History = append(st.History, v1alpha1.HistoryEntry{ObservedTime: t0, Action: "Install", To: fmt.Sprint(i)})
+		st.History = append(st.History, v1alpha1.HistoryEntry{Time: t0, Action: "Install", To: fmt.Sprint(i)})
 	}
 	mesh := &v1alpha1.Mesh{Spec: spec, Status: st}
 	got, steps := ComputeStatus(mesh, StatusInput{HistoryLimit: 3, Now: t1}, &revisions.Facts{})

@@ -221,12 +221,12 @@ type WorkloadStatus struct {
 
 // HistoryEntry records one lifecycle step.
 type HistoryEntry struct {
-	// ObservedTime is when meshrev's controller observed the step in the
-	// Mesh, not when the update that took it was written: the API server
-	// keeps no time per spec change. The two differ by the controller's
-	// reaction time, which is longer while the controller is down (the step
-	// is then recorded when a controller next runs).
-	ObservedTime metav1.Time `json:"observedTime"`
+	// Time is when meshrev's controller observed the step in the Mesh, not
+	// when the update that took it was written: the API server keeps no time
+	// per spec change. The two differ by the controller's reaction time,
+	// which is longer while no controller runs (the step is then recorded
+	// when one next does).
+	Time metav1.Time `json:"time"`
 	// Action is the step: Install, DeployCanary, Promote, Revoke, Unpublish.
 	Action string `json:"action"`
 	// From is the revision the step moved away from, if any.
