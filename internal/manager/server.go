@@ -115,8 +115,12 @@ type boundedServer struct {
 	port    int
 	certDir string
 	limits  ServerLimits
-	mux     *http.ServeMux
-	limiter *limiter
+	// registry is controller-runtime's server, never started: Register
+	// through it instruments every hook with controller-runtime's webhook
+	// metrics (controller_runtime_webhook_requests_total, ..._latency_seconds),
+	// and its mux is what this server serves.
+	registry crwebhook.Server
+	limiter  *limiter
 
 	mu      sync.Mutex
 	started bool
@@ -130,17 +134,19 @@ func newBoundedServer(host string, port int, certDir string, limits ServerLimits
 	if err != nil {
 		return nil, err
 	}
-	return &boundedServer{host: host, port: port, certDir: certDir, limits: limits, mux: http.NewServeMux(), limiter: l}, nil
+	registry := crwebhook.NewServer(crwebhook.Options{Host: host, Port: port, CertDir: certDir})
+	return &boundedServer{host: host, port: port, certDir: certDir, limits: limits, registry: registry, limiter: l}, nil
 }
 
 // NeedLeaderElection is false: every replica serves admission requests.
 func (s *boundedServer) NeedLeaderElection() bool { return false }
 
-// Register serves hook at path.
-func (s *boundedServer) Register(path string, hook http.Handler) { s.mux.Handle(path, hook) }
+// Register serves hook at path, instrumented with controller-runtime's
+// webhook metrics.
+func (s *boundedServer) Register(path string, hook http.Handler) { s.registry.Register(path, hook) }
 
 // WebhookMux returns the server's mux.
-func (s *boundedServer) WebhookMux() *http.ServeMux { return s.mux }
+func (s *boundedServer) WebhookMux() *http.ServeMux { return s.registry.WebhookMux() }
 
 // Start serves until ctx ends, then drains in-flight requests (bounded by
 // the write timeout).
@@ -163,7 +169,7 @@ func (s *boundedServer) Start(ctx context.Context) error {
 	}
 	srv := &http.Server{
 		BaseContext:       func(net.Listener) context.Context { return ctx },
-		Handler:           s.limiter.wrap(s.mux),
+		Handler:           s.limiter.wrap(s.registry.WebhookMux()),
 		ReadHeaderTimeout: s.limits.ReadHeaderTimeout,
 		ReadTimeout:       s.limits.ReadTimeout,
 		WriteTimeout:      s.limits.WriteTimeout,
