@@ -132,8 +132,20 @@ func checkInjectView(mesh *v1alpha1.Mesh, namespace string, nsLabels, podLabels 
 		v.Version = d.Revision.Version
 		v.Tags = revisions.Tags(meshSpec(mesh), d.Revision.Name)
 	}
+	if level := nsLabels[labelPodSecurityEnforce]; d.Inject && (level == "baseline" || level == "restricted") {
+		v.Warnings = append(slices.Clip(v.Warnings), fmt.Sprintf(
+			"namespace %s enforces Pod Security %q (label %s): the API server refuses the injected pod if its sidecar template needs more than that level allows, and meshrev's built-in template does (its istio-init container adds NET_ADMIN and NET_RAW); the Deployment would stay at 0 ready. Labelling the namespace warns with the actual template's findings",
+			namespace, level, labelPodSecurityEnforce))
+	}
+	if d.Reason == revisions.ReasonNoMesh {
+		v.Warnings = append(slices.Clip(v.Warnings), "with no Mesh the manager refuses this pod by default (--no-mesh-policy=Deny), rather than start it without its sidecar")
+	}
 	return v
 }
+
+// labelPodSecurityEnforce is the namespace label of the Pod Security level
+// the API server enforces.
+const labelPodSecurityEnforce = "pod-security.kubernetes.io/enforce"
 
 func renderCheckInject(w io.Writer, v *CheckInjectView) error {
 	var b strings.Builder

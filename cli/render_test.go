@@ -208,6 +208,7 @@ func TestCheckInjectRenders(t *testing.T) {
 		"meshrev's own namespace is never injected":    {fixture: "stable", namespace: defaultOwnNamespace, nsLabels: map[string]string{"istio-injection": "enabled"}},
 		"a namespace without labels gets no sidecar":   {fixture: "stable", namespace: "plain"},
 		"a pod asking for a sidecar with no namespace": {fixture: "stable", namespace: "plain", podLabels: map[string]string{"sidecar.istio.io/inject": "true"}},
+		"a namespace enforcing Pod Security baseline":  {fixture: "stable", namespace: "strict", nsLabels: map[string]string{"istio-injection": "enabled", "pod-security.kubernetes.io/enforce": "baseline"}},
 	}
 	fx := fixtures()
 	for name, tc := range cases {

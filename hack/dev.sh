@@ -4,7 +4,8 @@
 # drops its data and starts a fresh one), meshrev and meshrev-manager built into
 # .dev/bin, the chart installed with real Helm, and the manager running in the
 # background against .dev/kubeconfig (pods do not really run on the local
-# cluster, so the webhooks point at the manager by URL).
+# cluster, so the webhooks point at the manager by URL), supervised: started
+# again whenever it exits (see supervise).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
@@ -19,25 +20,54 @@ PORT=${MESHREV_WEBHOOK_PORT:-19443}
 METRICS_PORT=${MESHREV_METRICS_PORT:-18080}
 PROBE_PORT=${MESHREV_PROBE_PORT:-18081}
 NS=meshrev-system
+# PIDFILE is the supervisor's (hack/dev.sh supervise), which restarts the
+# manager whenever it exits; CHILDFILE is the running manager's.
 PIDFILE=$DEV/manager.pid
+CHILDFILE=$DEV/manager-child.pid
 
 say() { printf '\033[1m==> %s\033[0m\n' "$*"; }
 die() { printf 'dev.sh: %s\n' "$*" >&2; exit 1; }
 
 manager_running() {
   [[ -f $PIDFILE ]] && kill -0 "$(cat "$PIDFILE")" 2>/dev/null &&
-    grep -q meshrev-manager "/proc/$(cat "$PIDFILE")/cmdline" 2>/dev/null
+    tr '\0' ' ' <"/proc/$(cat "$PIDFILE")/cmdline" 2>/dev/null | grep -q "dev.sh supervise"
 }
 
 stop_manager() {
   if manager_running; then
     local pid; pid=$(cat "$PIDFILE")
-    say "stopping meshrev-manager (pid $pid)"
+    say "stopping meshrev-manager and its supervisor (pid $pid)"
     kill "$pid"
-    for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.2; done
+    for _ in $(seq 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.2; done
     kill -9 "$pid" 2>/dev/null || true
   fi
-  rm -f "$PIDFILE"
+  rm -f "$PIDFILE" "$CHILDFILE"
+}
+
+# supervise runs meshrev-manager and starts it again whenever it exits (a
+# crash, an OOM kill, kill -9), as a Deployment's kubelet would: the webhooks
+# are failurePolicy Fail, so a manager nobody restarts refuses meshed pods
+# until someone notices. Backoff 1 s, doubling to 30 s while it keeps dying
+# within a minute. TERM stops the manager (gracefully) and the supervisor.
+supervise() {
+  local child= backoff=1
+  trap '[[ -n $child ]] && kill "$child" 2>/dev/null; wait "$child" 2>/dev/null; rm -f "$CHILDFILE"; exit 0' TERM INT
+  while true; do
+    local started=$SECONDS
+    "$BIN/meshrev-manager" --kubeconfig "$KUBECONFIG" --namespace "$NS" --mesh-namespace istio-system \
+      --webhook-host 127.0.0.1 --webhook-port "$PORT" --webhook-url "https://127.0.0.1:$PORT" \
+      --cert-dir "$DEV/certs" --manage-certs --templates-configmap meshrev-templates \
+      --metrics-bind-address "127.0.0.1:$METRICS_PORT" --health-probe-bind-address "127.0.0.1:$PROBE_PORT" \
+      --leader-elect >>"$LOGS/manager.log" 2>&1 &
+    child=$!
+    echo "$child" >"$CHILDFILE"
+    local rc=0
+    wait "$child" || rc=$?
+    (( SECONDS - started > 60 )) && backoff=1
+    echo "dev.sh supervise: meshrev-manager (pid $child) exited with status $rc; starting it again in ${backoff}s" >>"$LOGS/manager.log"
+    sleep "$backoff"
+    (( backoff = backoff * 2 > 30 ? 30 : backoff * 2 ))
+  done
 }
 
 up() {
@@ -58,13 +88,10 @@ up() {
     --set mesh.namespace=istio-system >"$LOGS/helm.log" 2>&1 || { cat "$LOGS/helm.log"; die "helm install failed (log: $LOGS/helm.log)"; }
 
   stop_manager
-  say "starting meshrev-manager on 127.0.0.1:$PORT (log: $LOGS/manager.log)"
+  say "starting meshrev-manager on 127.0.0.1:$PORT, supervised (log: $LOGS/manager.log)"
   mkdir -p "$DEV/certs"
-  nohup "$BIN/meshrev-manager" --kubeconfig "$KUBECONFIG" --namespace "$NS" --mesh-namespace istio-system \
-    --webhook-host 127.0.0.1 --webhook-port "$PORT" --webhook-url "https://127.0.0.1:$PORT" \
-    --cert-dir "$DEV/certs" --manage-certs --templates-configmap meshrev-templates \
-    --metrics-bind-address "127.0.0.1:$METRICS_PORT" --health-probe-bind-address "127.0.0.1:$PROBE_PORT" \
-    --leader-elect >"$LOGS/manager.log" 2>&1 &
+  : >"$LOGS/manager.log"
+  nohup "$ROOT/hack/dev.sh" supervise >/dev/null 2>&1 &
   echo $! >"$PIDFILE"
 
   say "waiting for the webhooks to answer"
@@ -93,5 +120,6 @@ down() {
 case "${1:-}" in
   up) up ;;
   down) down ;;
+  supervise) supervise ;;
   *) die "usage: hack/dev.sh up|down" ;;
 esac

@@ -33,8 +33,8 @@ type Pod struct {
 	Owner Owner
 }
 
-// Revision is the revision whose sidecar the pod runs.
-func (p *Pod) Revision() string { return p.Labels[LabelRevision] }
+// Revision is the revision whose sidecar the pod runs (RunningRevision).
+func (p *Pod) Revision() string { return RunningRevision(p.Labels, p.Annotations) }
 
 // Owner is a pod's top owner: the workload an upgrade restarts.
 type Owner struct {

@@ -23,12 +23,16 @@ func reportSpec(stable, canary string, names ...string) v1alpha1.MeshSpec {
 
 // pod is an injected pod of the facts.
 func pod(ns, name, revision string, owner Owner, labels, annotations map[string]string) Pod {
-	p := Pod{Namespace: ns, Name: name, Labels: map[string]string{}, Annotations: annotations, Owner: owner}
+	p := Pod{Namespace: ns, Name: name, Labels: map[string]string{}, Annotations: map[string]string{}, Owner: owner}
 	for k, v := range labels {
 		p.Labels[k] = v
 	}
 	if revision != "" {
 		p.Labels[LabelRevision] = revision
+		p.Annotations[AnnotationStatus] = statusOf(revision)
+	}
+	for k, v := range annotations {
+		p.Annotations[k] = v
 	}
 	return p
 }
@@ -130,6 +134,58 @@ func TestDataPlaneReport(t *testing.T) {
 			dp, perRev := DataPlaneReport(&tc.spec, "meshrev-system", &Facts{Namespaces: tc.namespaces, Pods: tc.pods})
 			assert.Equal(t, tc.want, dp)
 			assert.Equal(t, tc.perRev, perRev)
+		})
+	}
+}
+
+// statusOf is the status annotation injection writes for rev.
+func statusOf(rev string) string {
+	return `{"revision":"` + rev + `","containers":["istio-proxy"],"initContainers":["istio-init"]}`
+}
+
+func TestDataPlaneReportCountsWhatAPodReallyRuns(t *testing.T) {
+	spec := reportSpec("1-22-6", "", "1-22-6")
+	facts := &Facts{
+		Namespaces: map[string]map[string]string{"shop": {LabelInjection: InjectionEnabled}, "plain": {}},
+		Pods: []Pod{
+			pod("shop", "web-1", "1-22-6", Owner{Kind: "Pod", Name: "web-1"}, nil, nil),
+			// Labels set by the pods themselves, no sidecar: even naming an
+			// unpublished revision, they run nothing.
+			{Namespace: "plain", Name: "liar", Labels: map[string]string{LabelRevision: "1-22-6"}},
+			{Namespace: "plain", Name: "ghost", Labels: map[string]string{LabelRevision: "9-9-9"}},
+		},
+	}
+	dp, perRev := DataPlaneReport(&spec, "meshrev-system", facts)
+	assert.Equal(t, int32(1), dp.Pods)
+	assert.Equal(t, map[string]int32{"1-22-6": 1}, perRev)
+	assert.Equal(t, []string{"shop/web-1"}, facts.PodsOf("1-22-6"))
+}
+
+func TestRunningRevision(t *testing.T) {
+	tests := map[string]struct {
+		labels, annotations map[string]string
+		want                string
+	}{
+		"an injected pod runs the revision its label and status name": {
+			labels: map[string]string{LabelRevision: "1-22-6"}, annotations: map[string]string{AnnotationStatus: statusOf("1-22-6")}, want: "1-22-6",
+		},
+		"a pod that set the label itself, without a sidecar, runs nothing": {
+			labels: map[string]string{LabelRevision: "1-22-6"},
+		},
+		"a label naming another revision than the status runs nothing": {
+			labels: map[string]string{LabelRevision: "9-9-9"}, annotations: map[string]string{AnnotationStatus: statusOf("1-22-6")},
+		},
+		"a status that lists no container runs nothing": {
+			labels: map[string]string{LabelRevision: "1-22-6"}, annotations: map[string]string{AnnotationStatus: `{"revision":"1-22-6","containers":[]}`},
+		},
+		"a status that is not JSON runs nothing": {
+			labels: map[string]string{LabelRevision: "1-22-6"}, annotations: map[string]string{AnnotationStatus: `{`},
+		},
+		"an uninjected pod runs nothing": {},
+	}
+	for name, tc := range tests {
+		t.Run(name, func(t *testing.T) {
+			assert.Equal(t, tc.want, RunningRevision(tc.labels, tc.annotations))
 		})
 	}
 }

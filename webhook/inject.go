@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/go-logr/logr"
@@ -73,7 +74,25 @@ type InjectorOptions struct {
 	// control plane meshrev does not write itself (helm, external) from what
 	// its release installed; a revision's explicit proxyImage still wins.
 	ReleaseSettings ReleaseSettings
+	// NoMeshPolicy decides a pod that asks for injection while no Mesh
+	// exists; default NoMeshDeny.
+	NoMeshPolicy NoMeshPolicy
 }
+
+// NoMeshPolicy is what the injector does with a pod that asks for injection
+// (its labels or its namespace's) while no Mesh exists.
+type NoMeshPolicy string
+
+// The NoMeshPolicy values.
+const (
+	// NoMeshDeny refuses the pod: with no Mesh there is no revision to
+	// inject, and a pod that asks for a sidecar and starts without one
+	// silently bypasses the mesh. It fails closed, as an unreachable
+	// injector under failurePolicy Fail does.
+	NoMeshDeny NoMeshPolicy = "Deny"
+	// NoMeshAllow admits the pod without a sidecar, with a warning.
+	NoMeshAllow NoMeshPolicy = "Allow"
+)
 
 // Injector is the revision router: a mutating admission webhook for pod
 // CREATE that resolves the pod's revision with revisions.Resolve and injects
@@ -94,6 +113,10 @@ type Injector struct {
 	opts    InjectorOptions
 	cache   templateCache
 	metrics *injectorMetrics
+	// builtin holds renders of the built-in templates by RevisionData, the
+	// floor when a revision's templates never rendered.
+	builtin     sync.Map
+	builtinText Templates
 }
 
 // NewInjector checks opts, applies defaults and registers the metrics.
@@ -124,11 +147,18 @@ func NewInjector(opts InjectorOptions) (*Injector, error) {
 	if opts.MaxRequestBytes <= 0 {
 		opts.MaxRequestBytes = DefaultMaxRequestBytes
 	}
+	switch opts.NoMeshPolicy {
+	case "":
+		opts.NoMeshPolicy = NoMeshDeny
+	case NoMeshDeny, NoMeshAllow:
+	default:
+		return nil, fmt.Errorf("new injector: NoMeshPolicy %q: want %s or %s", opts.NoMeshPolicy, NoMeshDeny, NoMeshAllow)
+	}
 	m, err := newInjectorMetrics(opts.Registerer)
 	if err != nil {
 		return nil, fmt.Errorf("new injector: %w", err)
 	}
-	return &Injector{opts: opts, metrics: m}, nil
+	return &Injector{opts: opts, metrics: m, builtinText: DefaultTemplates()}, nil
 }
 
 // reviewIn is the part of an AdmissionReview the injector reads.
@@ -288,6 +318,11 @@ func (i *Injector) admit(ctx context.Context, log logr.Logger, req *requestIn) *
 		warnings = append(slices.Clip(warnings), warn)
 	}
 
+	if d.Reason == revisions.ReasonNoMesh && i.opts.NoMeshPolicy == NoMeshDeny {
+		i.count("", resultDenied, d.Reason)
+		log.Info("pod refused: no Mesh", "message", d.Message)
+		return refuse(http.StatusForbidden, NoMeshRefusal(d.Message))
+	}
 	if d.Deny {
 		i.count("", resultDenied, d.Reason)
 		log.Info("pod refused", "message", d.Message)
@@ -304,8 +339,14 @@ func (i *Injector) admit(ctx context.Context, log logr.Logger, req *requestIn) *
 			if err != nil {
 				return i.fail(log, "", d.Reason, err, warnings)
 			}
-			resp.Patch, resp.PatchType = patch, &jsonPatchType
+			resp.Patch, resp.PatchType = stripOwnLabels(patch, pod.Metadata.Labels), &jsonPatchType
 			log.V(1).Info("injection removed", "previous", prev.Revision)
+			return resp
+		}
+		if patch := stripOwnLabels(nil, pod.Metadata.Labels); patch != nil {
+			// meshrev.io/revision the pod set itself, without a sidecar.
+			resp.Patch, resp.PatchType = patch, &jsonPatchType
+			log.Info("pod not injected; removed meshrev.io labels it set itself")
 			return resp
 		}
 		log.V(1).Info("pod not injected")
@@ -333,7 +374,45 @@ func (i *Injector) admit(ctx context.Context, log logr.Logger, req *requestIn) *
 	}
 	i.count(d.Revision.Name, resultInjected, d.Reason)
 	log.V(1).Info("pod injected", "gateway", gateway)
-	return &admissionv1.AdmissionResponse{Allowed: true, Patch: patch, PatchType: &jsonPatchType, Warnings: warnings}
+	return &admissionv1.AdmissionResponse{Allowed: true, Patch: stripOwnLabels(patch, pod.Metadata.Labels), PatchType: &jsonPatchType, Warnings: warnings}
+}
+
+// ownLabelPrefix marks the labels only meshrev sets: a pod never keeps one
+// it set itself (the data-plane report trusts meshrev.io/revision).
+const ownLabelPrefix = "meshrev.io/"
+
+// stripOwnLabels appends to patch (a JSON Patch array, or nil) the removal of
+// the pod's meshrev.io/* labels that patch does not handle: all of them when
+// patch is nil (nothing injected), else all but meshrev.io/revision, which
+// the injection patch sets or removes itself. It returns patch unchanged
+// when there is nothing to remove (the common case: one prefix test per label).
+func stripOwnLabels(patch []byte, labels map[string]string) []byte {
+	var keys []string
+	for k := range labels {
+		if strings.HasPrefix(k, ownLabelPrefix) && (patch == nil || k != revisions.LabelRevision) {
+			keys = append(keys, k)
+		}
+	}
+	if len(keys) == 0 {
+		return patch
+	}
+	slices.Sort(keys)
+	w := patchWriter{}
+	removeKeys(&w, "/metadata/labels/", labels, keys)
+	ops := w.bytes()
+	if len(patch) <= 2 { // nil or []
+		return ops
+	}
+	out := make([]byte, 0, len(patch)+len(ops))
+	out = append(out, patch[:len(patch)-1]...)
+	out = append(out, ',')
+	return append(out, ops[1:]...)
+}
+
+// NoMeshRefusal is the message of a pod refused because no Mesh exists
+// (NoMeshDeny), given the decision's own message.
+func NoMeshRefusal(decision string) string {
+	return decision + "; meshrev refuses such pods rather than start them without their sidecar (the manager's --no-mesh-policy=Allow admits them uninjected)"
 }
 
 // fail refuses a pod that cannot be injected correctly: a half-injected pod
@@ -439,6 +518,7 @@ func (i *Injector) revisionTemplates(ctx context.Context, log logr.Logger, mesh 
 		})
 		if err == nil {
 			i.cache.healed(rev.Name)
+			i.metrics.templatesDegraded.WithLabelValues(rev.Name).Set(0)
 			return rt, "", nil
 		}
 	}
@@ -448,10 +528,34 @@ func (i *Injector) revisionTemplates(ctx context.Context, log logr.Logger, mesh 
 	if i.cache.firstReport(rev.Name, err.Error()) {
 		log.Error(err, "templates of a revision do not render", "revision", rev.Name, "configmap", origin, "lastGoodRender", rt != nil)
 	}
-	if rt == nil {
-		return nil, "", fmt.Errorf("the templates of revision %s (%s) do not render and no earlier render of them exists: %w; fix the templates", rev.Name, origin, err)
+	if rt != nil {
+		i.metrics.templatesDegraded.WithLabelValues(rev.Name).Set(1)
+		return rt, fmt.Sprintf("the templates of revision %s (%s) do not render (%v): the pod was injected with their last good render; fix the templates", rev.Name, origin, err), nil
 	}
-	return rt, fmt.Sprintf("the templates of revision %s (%s) do not render (%v): the pod was injected with their last good render; fix the templates", rev.Name, origin, err), nil
+	// The built-in templates are the floor: a templates ConfigMap deleted
+	// or broken before this process ever rendered it (a restart) must not
+	// refuse pods the built-in templates can serve.
+	builtin, berr := i.builtinTemplates(rd)
+	if berr != nil {
+		return nil, "", fmt.Errorf("the templates of revision %s (%s) do not render and no earlier render of them exists: %w; the built-in templates do not render either: %v; fix the templates", rev.Name, origin, err, berr)
+	}
+	i.metrics.templatesDegraded.WithLabelValues(rev.Name).Set(1)
+	return builtin, fmt.Sprintf("the templates of revision %s (%s) do not render (%v) and this manager never rendered them: the pod was injected with meshrev's built-in templates; fix the templates", rev.Name, origin, err), nil
+}
+
+// builtinTemplates renders the built-in templates for rd, once per distinct
+// rd (kept apart from the template cache, whose entry keeps the broken
+// render's error so that it is not rendered again for every pod).
+func (i *Injector) builtinTemplates(rd RevisionData) (*revisionTemplates, error) {
+	if rt, ok := i.builtin.Load(rd); ok {
+		return rt.(*revisionTemplates), nil
+	}
+	rt, err := i.render(rd, i.builtinText)
+	if err != nil {
+		return nil, err
+	}
+	i.builtin.Store(rd, rt)
+	return rt, nil
 }
 
 // lastGoodTemplates returns the last good render of key's revision. When the
@@ -509,20 +613,48 @@ func (i *Injector) ValidateRevision(ctx context.Context, mesh *v1alpha1.Mesh, re
 	return nil
 }
 
-// readBody reads at most max+1 bytes, in one allocation when the request
-// says how long it is.
+// RenderRevision renders rev's templates and returns the sidecar and gateway
+// fragments, for tools (meshrev check-inject) and tests.
+func (i *Injector) RenderRevision(ctx context.Context, rev v1alpha1.Revision) (sidecar, gateway Fragment, err error) {
+	text, err := i.opts.Templates.Templates(ctx, &rev)
+	if err != nil {
+		return Fragment{}, Fragment{}, err
+	}
+	rt, err := i.render(i.revisionData(&rev), text)
+	if err != nil {
+		return Fragment{}, Fragment{}, err
+	}
+	return rt.sidecar.frag, rt.gateway.frag, nil
+}
+
+// readBody reads at most max+1 bytes. It allocates as bytes arrive, never
+// ahead of them by more than a small first buffer: a client announcing a
+// large Content-Length and sending slowly holds only what it sent.
 func readBody(r *http.Request, max int64) ([]byte, error) {
-	if r.ContentLength <= 0 || r.ContentLength > max {
-		return io.ReadAll(io.LimitReader(r.Body, max+1))
+	initial := int64(bodyChunk)
+	if r.ContentLength > 0 && r.ContentLength < initial {
+		initial = r.ContentLength + 1 // room to see the end of the body
 	}
-	buf := make([]byte, r.ContentLength)
-	if _, err := io.ReadFull(r.Body, buf); err != nil {
-		return nil, err
+	buf := make([]byte, 0, initial)
+	body := io.LimitReader(r.Body, max+1)
+	for {
+		if len(buf) == cap(buf) {
+			buf = slices.Grow(buf, len(buf)) // doubles: bounded by what arrived
+		}
+		n, err := body.Read(buf[len(buf):cap(buf)])
+		buf = buf[:len(buf)+n]
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			return nil, err
+		}
 	}
-	// Whatever follows the announced length is an error, as for any server.
-	var extra [1]byte
-	if n, _ := r.Body.Read(extra[:]); n > 0 {
+	if r.ContentLength > 0 && int64(len(buf)) > r.ContentLength {
 		return nil, errors.New("request body is longer than its Content-Length")
 	}
 	return buf, nil
 }
+
+// bodyChunk is the most readBody allocates before bytes arrive.
+const bodyChunk = 32 << 10

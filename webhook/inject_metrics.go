@@ -35,6 +35,9 @@ type injectorMetrics struct {
 	latency prometheus.Histogram
 	// templateErrors counts admissions whose templates did not render.
 	templateErrors *prometheus.CounterVec
+	// templatesDegraded is 1 per revision while its pods get a fallback
+	// render (last good or built-in).
+	templatesDegraded *prometheus.GaugeVec
 }
 
 // newInjectorMetrics registers the injector's metrics with reg.
@@ -61,7 +64,14 @@ func newInjectorMetrics(reg prometheus.Registerer) (*injectorMetrics, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &injectorMetrics{injections: injections, latency: latency, templateErrors: templateErrors}, nil
+	templatesDegraded, err := register(reg, "meshrev_templates_degraded", prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "meshrev_templates_degraded",
+		Help: "1 while a revision's templates do not render and its pods are injected with their last good render or the built-in templates; 0 once they render again.",
+	}, []string{"revision"}))
+	if err != nil {
+		return nil, err
+	}
+	return &injectorMetrics{injections: injections, latency: latency, templateErrors: templateErrors, templatesDegraded: templatesDegraded}, nil
 }
 
 // register registers c, or returns the collector already registered under

@@ -293,17 +293,22 @@ func TestInjectKeepsTheLastGoodTemplatesWhenAConfigMapBreaks(t *testing.T) {
 			},
 			wantError: "ConfigMap meshrev-system/tmpl-1-23-6 not found",
 		},
-		"a ConfigMap that never rendered refuses the pod, naming the ConfigMap and the error": {
+		"a ConfigMap that never rendered (a restart after it broke) injects the built-in templates, with a warning": {
 			initial: broken, neverGood: true, wantError: "parse sidecar template",
+		},
+		"a ConfigMap deleted before the manager ever read it injects the built-in templates, with a warning": {
+			neverGood: true, wantError: "ConfigMap meshrev-system/tmpl-1-23-6 not found",
 		},
 	}
 	for name, tc := range tests {
 		t.Run(name, func(t *testing.T) {
 			scheme := runtime.NewScheme()
 			require.NoError(t, corev1.AddToScheme(scheme))
-			c := fake.NewClientBuilder().WithScheme(scheme).WithObjects(
-				&corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Namespace: own, Name: cmName}, Data: map[string]string{"sidecar": tc.initial}},
-			).Build()
+			b := fake.NewClientBuilder().WithScheme(scheme)
+			if tc.initial != "" {
+				b = b.WithObjects(&corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Namespace: own, Name: cmName}, Data: map[string]string{"sidecar": tc.initial}})
+			}
+			c := b.Build()
 			spec := stableCanary()
 			spec.Revisions[1].Templates = cmName
 			state := &fixedState{mesh: meshOf(spec), namespaces: map[string]map[string]string{"shop": {"istio.io/rev": "canary"}}}
@@ -316,17 +321,22 @@ func TestInjectKeepsTheLastGoodTemplatesWhenAConfigMapBreaks(t *testing.T) {
 			errors := inj.metrics.templateErrors.WithLabelValues("1-23-6")
 
 			if tc.neverGood {
+				// The same pod through the built-in templates alone.
+				plain := newTestInjector(t, &fixedState{mesh: meshOf(stableCanary()), namespaces: state.namespaces})
+				_, _, want := serve(t, plain, body)
+				require.True(t, want.Response.Allowed)
 				for range 3 {
 					_, _, review := serve(t, inj, body)
 					resp := review.Response
-					assert.False(t, resp.Allowed)
-					require.NotNil(t, resp.Result)
-					assert.Equal(t, int32(http.StatusInternalServerError), resp.Result.Code)
-					assert.Contains(t, resp.Result.Message, "revision 1-23-6 (ConfigMap meshrev-system/tmpl-1-23-6)")
-					assert.Contains(t, resp.Result.Message, tc.wantError)
-					assert.Contains(t, resp.Result.Message, "no earlier render")
+					require.True(t, resp.Allowed, "the built-in templates are the floor: %+v", resp.Result)
+					assert.JSONEq(t, string(want.Response.Patch), string(resp.Patch), "injected exactly as with the built-in templates")
+					require.Len(t, resp.Warnings, 1)
+					assert.Contains(t, resp.Warnings[0], "revision 1-23-6 (ConfigMap meshrev-system/tmpl-1-23-6)")
+					assert.Contains(t, resp.Warnings[0], tc.wantError)
+					assert.Contains(t, resp.Warnings[0], "built-in templates")
 				}
 				assert.InDelta(t, 3, testutil.ToFloat64(errors), 0)
+				assert.InDelta(t, 1, testutil.ToFloat64(inj.metrics.templatesDegraded.WithLabelValues("1-23-6")), 0, "the condition is visible as a metric")
 				lines := templateErrorLines(logged())
 				require.Len(t, lines, 1, "a broken template is logged once per distinct error, not per pod")
 				assert.Equal(t, "1-23-6", lines[0].kv["revision"])

@@ -3,6 +3,7 @@ package webhook
 import (
 	"context"
 	"fmt"
+	"strings"
 
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -23,6 +24,16 @@ type NamespaceValidatorOptions struct {
 	Reader client.Reader
 	// Scheme decodes the Namespace; default client-go's scheme plus meshrev.io/v1alpha1.
 	Scheme *runtime.Scheme
+	// Renderer renders a revision's templates (the *Injector), to warn when
+	// the namespace's Pod Security level refuses the injected pod; nil skips
+	// that check.
+	Renderer RevisionRenderer
+}
+
+// RevisionRenderer renders the templates of a revision. *Injector implements it.
+type RevisionRenderer interface {
+	// RenderRevision returns the sidecar and gateway fragments of rev.
+	RenderRevision(ctx context.Context, rev v1alpha1.Revision) (sidecar, gateway Fragment, err error)
 }
 
 // NewNamespaceValidator returns the validating webhook for namespaces
@@ -84,5 +95,27 @@ func (v *namespaceValidator) warn(ctx context.Context, ns *corev1.Namespace) adm
 		// namespace is still admitted, with that message as a warning.
 		warnings = append(warnings, d.Message)
 	}
+	if d.Inject && d.Revision != nil && v.opts.Renderer != nil {
+		if level := ns.Labels[LabelPodSecurityEnforce]; level != "" {
+			if w := v.podSecurityWarning(ctx, ns.Name, level, *d.Revision); w != "" {
+				warnings = append(warnings, w)
+			}
+		}
+	}
 	return warnings
+}
+
+// podSecurityWarning says when the namespace's enforced Pod Security level
+// refuses pods injected with rev's sidecar template.
+func (v *namespaceValidator) podSecurityWarning(ctx context.Context, ns, level string, rev v1alpha1.Revision) string {
+	sidecar, _, err := v.opts.Renderer.RenderRevision(ctx, rev)
+	if err != nil {
+		return ""
+	}
+	problems := PodSecurityProblems(level, sidecar)
+	if len(problems) == 0 {
+		return ""
+	}
+	return fmt.Sprintf("namespace %s enforces Pod Security %q (label %s), which refuses pods injected with revision %s's sidecar: %s; such pods will not be created (their Deployments stay at 0 ready). Lower the namespace's level to privileged for injected workloads, or do not label it for injection",
+		ns, level, LabelPodSecurityEnforce, rev.Name, strings.Join(problems, "; "))
 }

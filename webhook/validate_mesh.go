@@ -80,10 +80,20 @@ func (v *meshValidator) ValidateUpdate(ctx context.Context, old, m *v1alpha1.Mes
 	return v.validate(ctx, old, m)
 }
 
-// ValidateDelete allows. The webhook configuration routes only CREATE and
-// UPDATE here, so that deleting the Mesh never depends on meshrev being up.
-func (v *meshValidator) ValidateDelete(context.Context, *v1alpha1.Mesh) (admission.Warnings, error) {
-	return nil, nil
+// ValidateDelete refuses to delete the Mesh while namespaces ask for
+// injection or pods run its revisions (revisions.ValidateDelete), unless it
+// carries meshrev.io/force=true.
+func (v *meshValidator) ValidateDelete(ctx context.Context, m *v1alpha1.Mesh) (admission.Warnings, error) {
+	facts, err := readmodel.Read(ctx, v.opts.Reader, m, v.opts.MeshNamespace)
+	if err != nil {
+		return nil, apierrors.NewInternalError(fmt.Errorf("validate deleting mesh %s: %w", m.Name, err))
+	}
+	warnings, errs := revisions.ValidateDelete(m, facts)
+	if len(errs) > 0 {
+		logf.FromContext(ctx).Info("refused mesh delete", "mesh", m.Name, "errors", errs.ToAggregate().Error())
+		return nil, apierrors.NewInvalid(meshGroupKind, m.Name, errs)
+	}
+	return warnings, nil
 }
 
 func (v *meshValidator) validate(ctx context.Context, old, m *v1alpha1.Mesh) (admission.Warnings, error) {

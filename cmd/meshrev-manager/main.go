@@ -38,6 +38,11 @@ func main() {
 	metrics.Registry.MustRegister(version.Collector())
 	logger := zap.New(zap.UseFlagOptions(zapOpts))
 	ctrl.SetLogger(logger)
+	if limit, err := manager.SetMemoryLimitFromEnv(os.Getenv); err != nil {
+		logger.Error(err, "Go memory limit not set")
+	} else if limit > 0 {
+		logger.Info("Go memory limit set from the container's", "bytes", limit)
+	}
 	ctx := log.IntoContext(ctrl.SetupSignalHandler(), logger)
 	if err := manager.Run(ctx, opts); err != nil {
 		logger.Error(err, "meshrev-manager failed")
@@ -77,6 +82,15 @@ func parseFlags(args []string, out io.Writer) (manager.Options, *zap.Options, er
 	fs.DurationVar(&o.Certs.CALifetime, "ca-lifetime", pki.DefaultCALifetime, "lifetime of a self-managed CA (renewed at two thirds)")
 	fs.DurationVar(&o.Certs.CertLifetime, "cert-lifetime", pki.DefaultCertLifetime, "lifetime of a self-managed serving certificate (renewed at two thirds)")
 	printVersion := fs.Bool("version", false, "print the version and exit")
+	fs.StringVar((*string)(&o.NoMeshPolicy), "no-mesh-policy", "Deny", "what happens to a pod that asks for injection while no Mesh exists: Deny (refuse it, the default) or Allow (admit it without a sidecar, with a warning)")
+	fs.DurationVar(&o.Server.ReadHeaderTimeout, "webhook-read-header-timeout", manager.DefaultReadHeaderTimeout, "webhook server: time allowed to read a request's headers")
+	fs.DurationVar(&o.Server.ReadTimeout, "webhook-read-timeout", manager.DefaultReadTimeout, "webhook server: time allowed to read a whole request, headers and body")
+	fs.DurationVar(&o.Server.WriteTimeout, "webhook-write-timeout", manager.DefaultWriteTimeout, "webhook server: time allowed from a request's headers to the end of its response")
+	fs.DurationVar(&o.Server.IdleTimeout, "webhook-idle-timeout", manager.DefaultIdleTimeout, "webhook server: an idle kept-alive connection is closed after this")
+	fs.IntVar(&o.Server.MaxConcurrentRequests, "webhook-max-concurrent-requests", manager.DefaultMaxConcurrentRequests, "webhook server: requests handled at once; more are answered 429")
+	fs.Int64Var(&o.Server.MaxInFlightBytes, "webhook-max-inflight-bytes", manager.DefaultMaxInFlightBytes, "webhook server: request body bytes (beyond 64 KiB each) of all requests being handled; a request that does not fit is answered 429")
+	fs.Int64Var(&o.Server.MaxRequestBytes, "webhook-max-request-bytes", manager.DefaultMaxRequestBytes, "webhook server: the largest request body (413 beyond)")
+	fs.BoolVar(&o.Server.EnableHTTP2, "enable-http2", false, "offer HTTP/2 on the webhook and metrics servers (off: Go's HTTP/2 rapid-reset advisory, CVE-2023-44487)")
 	zapOpts := &zap.Options{}
 	zapOpts.BindFlags(fs)
 	if err := fs.Parse(args); err != nil {

@@ -27,6 +27,16 @@ func TestParseFlags(t *testing.T) {
 			CALifetime:              pki.DefaultCALifetime,
 			CertLifetime:            pki.DefaultCertLifetime,
 		},
+		Server: manager.ServerLimits{
+			ReadHeaderTimeout:     manager.DefaultReadHeaderTimeout,
+			ReadTimeout:           manager.DefaultReadTimeout,
+			WriteTimeout:          manager.DefaultWriteTimeout,
+			IdleTimeout:           manager.DefaultIdleTimeout,
+			MaxConcurrentRequests: manager.DefaultMaxConcurrentRequests,
+			MaxInFlightBytes:      manager.DefaultMaxInFlightBytes,
+			MaxRequestBytes:       manager.DefaultMaxRequestBytes,
+		},
+		NoMeshPolicy: "Deny",
 	}
 	tests := map[string]struct {
 		args []string
@@ -62,6 +72,16 @@ func TestParseFlags(t *testing.T) {
 				o.Certs.WebhookURL = "https://127.0.0.1:19443"
 				o.Certs.CertLifetime = time.Hour
 				o.Certs.CALifetime = 24 * time.Hour
+			},
+		},
+		"the webhook server's bounds, HTTP/2 and the no-Mesh policy": {
+			args: []string{"--webhook-read-header-timeout=2s", "--webhook-read-timeout=3s", "--webhook-write-timeout=4s", "--webhook-idle-timeout=5s",
+				"--webhook-max-concurrent-requests=10", "--webhook-max-inflight-bytes=1048576", "--webhook-max-request-bytes=65536",
+				"--enable-http2", "--no-mesh-policy=Allow"},
+			want: func(o *manager.Options) {
+				o.Server = manager.ServerLimits{ReadHeaderTimeout: 2 * time.Second, ReadTimeout: 3 * time.Second, WriteTimeout: 4 * time.Second,
+					IdleTimeout: 5 * time.Second, MaxConcurrentRequests: 10, MaxInFlightBytes: 1 << 20, MaxRequestBytes: 64 << 10, EnableHTTP2: true}
+				o.NoMeshPolicy = "Allow"
 			},
 		},
 		"an unknown flag is an error": {

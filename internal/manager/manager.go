@@ -7,10 +7,12 @@ package manager
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"net/http"
 	"sync/atomic"
+	"time"
 
 	"github.com/go-logr/logr"
 	appsv1 "k8s.io/api/apps/v1"
@@ -25,8 +27,8 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/config"
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
 	"sigs.k8s.io/controller-runtime/pkg/log"
+	crmanager "sigs.k8s.io/controller-runtime/pkg/manager"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
-	crwebhook "sigs.k8s.io/controller-runtime/pkg/webhook"
 
 	"github.com/meshrev/meshrev/internal/pki"
 	"github.com/meshrev/meshrev/internal/readmodel"
@@ -71,7 +73,13 @@ func Run(ctx context.Context, opts Options) error {
 		}
 	}
 
-	mgr, err := ctrl.NewManager(cfg, managerOptions(logger, scheme, opts))
+	mopts := managerOptions(logger, scheme, opts)
+	srv, err := newBoundedServer(opts.WebhookHost, opts.WebhookPort, opts.CertDir, opts.Server, nil)
+	if err != nil {
+		return err
+	}
+	mopts.WebhookServer = srv
+	mgr, err := ctrl.NewManager(cfg, mopts)
 	if err != nil {
 		return fmt.Errorf("create manager: %w", err)
 	}
@@ -88,17 +96,20 @@ func Run(ctx context.Context, opts Options) error {
 		}
 	}
 
-	if err := setupWebhooks(ctx, mgr, opts); err != nil {
+	injector, err := setupWebhooks(ctx, mgr, opts)
+	if err != nil {
 		return err
 	}
-	if err := controller.Setup(mgr, controller.Options{
-		OwnNamespace:  opts.OwnNamespace,
-		MeshNamespace: opts.MeshNamespace,
-		HistoryLimit:  opts.HistoryLimit,
-		AfterRelabel:  opts.AfterRelabel,
-		RestConfig:    mgr.GetConfig(),
-		ChartCacheDir: opts.ChartCacheDir,
-	}); err != nil {
+	copts := controller.Options{
+		OwnNamespace:   opts.OwnNamespace,
+		MeshNamespace:  opts.MeshNamespace,
+		HistoryLimit:   opts.HistoryLimit,
+		AfterRelabel:   opts.AfterRelabel,
+		TemplatesCheck: injector.ValidateRevision,
+		RestConfig:     mgr.GetConfig(),
+		ChartCacheDir:  opts.ChartCacheDir,
+	}
+	if err := setupController(mgr, cfg, opts, copts); err != nil {
 		return err
 	}
 	if err := setupProbes(mgr, rotator); err != nil {
@@ -143,32 +154,68 @@ func managerOptions(logger logr.Logger, scheme *runtime.Scheme, opts Options) ct
 			// Secrets are never cached: the rotation reads its one Secret directly.
 			DisableFor: []client.Object{&corev1.Secret{}},
 		}},
-		Metrics:                       metricsserver.Options{BindAddress: opts.MetricsAddr},
-		HealthProbeBindAddress:        opts.ProbeAddr,
-		LeaderElection:                opts.LeaderElection,
-		LeaderElectionID:              opts.LeaderElectionID,
-		LeaderElectionNamespace:       opts.LeaderElectionNamespace,
-		LeaderElectionReleaseOnCancel: true,
-		LeaseDuration:                 durationPtr(opts.LeaseDuration),
-		RenewDeadline:                 durationPtr(opts.RenewDeadline),
-		RetryPeriod:                   durationPtr(opts.RetryPeriod),
-		GracefulShutdownTimeout:       durationPtr(opts.GracefulShutdownTimeout),
-		WebhookServer: crwebhook.NewServer(crwebhook.Options{
-			Host:    opts.WebhookHost,
-			Port:    opts.WebhookPort,
-			CertDir: opts.CertDir,
-		}),
+		Metrics: metricsserver.Options{
+			BindAddress: opts.MetricsAddr,
+			TLSOpts:     []func(*tls.Config){tlsOptions(opts.Server.EnableHTTP2)},
+		},
+		HealthProbeBindAddress: opts.ProbeAddr,
+		// Leader election is the manager's own (leaderTerms): losing the
+		// Lease must not end the process that serves the webhooks.
+		LeaderElection:          false,
+		GracefulShutdownTimeout: durationPtr(opts.GracefulShutdownTimeout),
 		// A process may run several managers over its life (tests restart
 		// one): controller names need not be unique process-wide.
 		Controller: config.Controller{SkipNameValidation: new(true)},
 	}
 }
 
-// setupWebhooks registers the four admission endpoints.
-func setupWebhooks(ctx context.Context, mgr ctrl.Manager, opts Options) error {
+// setupController runs the lifecycle controller: on every term this replica
+// leads (leader election), or for the manager's whole life.
+func setupController(mgr ctrl.Manager, cfg *rest.Config, opts Options, copts controller.Options) error {
+	newTerm := func() (func(context.Context) error, error) {
+		c, err := controller.New(mgr, copts)
+		if err != nil {
+			return nil, err
+		}
+		return c.Start, nil
+	}
+	if !opts.LeaderElection {
+		run, err := newTerm()
+		if err != nil {
+			return err
+		}
+		if err := mgr.Add(crmanager.RunnableFunc(run)); err != nil {
+			return fmt.Errorf("add the mesh controller: %w", err)
+		}
+		return nil
+	}
+	terms := &leaderTerms{
+		cfg:       cfg,
+		namespace: opts.LeaderElectionNamespace,
+		name:      opts.LeaderElectionID,
+		lease:     orDefault(opts.LeaseDuration, defaultLeaseDuration),
+		renew:     orDefault(opts.RenewDeadline, defaultRenewDeadline),
+		retry:     orDefault(opts.RetryPeriod, defaultRetryPeriod),
+		newTerm:   newTerm,
+	}
+	if err := mgr.Add(terms); err != nil {
+		return fmt.Errorf("add leader election: %w", err)
+	}
+	return nil
+}
+
+func orDefault(d, def time.Duration) time.Duration {
+	if d <= 0 {
+		return def
+	}
+	return d
+}
+
+// setupWebhooks registers the four admission endpoints and returns the injector.
+func setupWebhooks(ctx context.Context, mgr ctrl.Manager, opts Options) (*webhook.Injector, error) {
 	state, err := webhook.NewCacheState(ctx, mgr.GetCache(), mgr.GetAPIReader())
 	if err != nil {
-		return fmt.Errorf("injector state: %w", err)
+		return nil, fmt.Errorf("injector state: %w", err)
 	}
 	injector, err := webhook.NewInjector(webhook.InjectorOptions{
 		OwnNamespace:   opts.OwnNamespace,
@@ -182,9 +229,11 @@ func setupWebhooks(ctx context.Context, mgr ctrl.Manager, opts Options) error {
 		}),
 		ReleaseSettings: webhook.NewReleaseSettings(mgr.GetCache(), opts.MeshNamespace),
 		Log:             logr.FromContextOrDiscard(ctx).WithName("inject"),
+		NoMeshPolicy:    opts.NoMeshPolicy,
+		MaxRequestBytes: opts.Server.MaxRequestBytes,
 	})
 	if err != nil {
-		return fmt.Errorf("create injector: %w", err)
+		return nil, fmt.Errorf("create injector: %w", err)
 	}
 	srv := mgr.GetWebhookServer()
 	srv.Register(webhook.PathInject, injector)
@@ -198,6 +247,7 @@ func setupWebhooks(ctx context.Context, mgr ctrl.Manager, opts Options) error {
 		OwnNamespace: opts.OwnNamespace,
 		Reader:       mgr.GetCache(),
 		Scheme:       mgr.GetScheme(),
+		Renderer:     injector,
 	}))
 	// Edits of the templates ConfigMaps after a revision is published are
 	// judged with the injector's own rendering.
@@ -208,7 +258,7 @@ func setupWebhooks(ctx context.Context, mgr ctrl.Manager, opts Options) error {
 		Injector:          injector,
 		Scheme:            mgr.GetScheme(),
 	}))
-	return nil
+	return injector, nil
 }
 
 // setupProbes adds /healthz (the process answers) and /readyz: the webhook

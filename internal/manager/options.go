@@ -10,6 +10,7 @@ import (
 
 	"github.com/meshrev/meshrev/internal/pki"
 	"github.com/meshrev/meshrev/revisions"
+	"github.com/meshrev/meshrev/webhook"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 	ctrl "sigs.k8s.io/controller-runtime"
@@ -99,6 +100,16 @@ type Options struct {
 	// Certs configures self-managed webhook certificates.
 	Certs CertOptions
 
+	// Server bounds what clients of the webhook server can hold (timeouts,
+	// concurrency, body bytes) and turns HTTP/2 on (webhook and metrics).
+	Server ServerLimits
+
+	// NoMeshPolicy is what the injector does with a pod that asks for
+	// injection while no Mesh exists: Deny (the default) refuses it, as an
+	// unreachable injector would; Allow admits it without a sidecar, with a
+	// warning.
+	NoMeshPolicy webhook.NoMeshPolicy
+
 	// AfterRelabel is passed to the controller: called after each namespace a
 	// promotion relabels. Tests use it to stop the manager half way.
 	AfterRelabel func(ctx context.Context, namespace string) error
@@ -169,6 +180,14 @@ func (o *Options) complete() error {
 	if o.LeaderElectionNamespace == "" {
 		o.LeaderElectionNamespace = o.OwnNamespace
 	}
+	switch o.NoMeshPolicy {
+	case "":
+		o.NoMeshPolicy = webhook.NoMeshDeny
+	case webhook.NoMeshDeny, webhook.NoMeshAllow:
+	default:
+		return fmt.Errorf("--no-mesh-policy %q: want %s or %s", o.NoMeshPolicy, webhook.NoMeshDeny, webhook.NoMeshAllow)
+	}
+	o.Server.complete()
 	if o.Certs.Manage && o.CertDir == "" {
 		return errors.New("--manage-certs writes the serving certificate into --cert-dir: set it to a writable directory (e.g. an emptyDir)")
 	}

@@ -1,9 +1,12 @@
 package manager
 
 import (
+	"crypto/tls"
 	"fmt"
 	"slices"
 	"testing"
+
+	"github.com/meshrev/meshrev/webhook"
 
 	"github.com/go-logr/logr"
 	"github.com/stretchr/testify/assert"
@@ -36,7 +39,14 @@ func TestOptionsComplete(t *testing.T) {
 				assert.Equal(t, "meshrev-webhook", o.Certs.ServiceName)
 				assert.Equal(t, "meshrev", o.Certs.MutatingWebhookConfig)
 				assert.Equal(t, "meshrev", o.Certs.ValidatingWebhookConfig)
+				assert.Equal(t, webhook.NoMeshDeny, o.NoMeshPolicy, "no Mesh fails closed by default")
+				assert.Equal(t, DefaultMaxConcurrentRequests, o.Server.MaxConcurrentRequests)
+				assert.Equal(t, DefaultReadTimeout, o.Server.ReadTimeout)
 			},
+		},
+		"a no-Mesh policy other than Deny or Allow is an error": {
+			opts: Options{NoMeshPolicy: "Maybe"},
+			err:  "--no-mesh-policy \"Maybe\": want Deny or Allow",
 		},
 		"the pod's namespace (downward API) is meshrev's namespace": {
 			podEnv: "mesh-admin",
@@ -140,8 +150,10 @@ func TestManagerOptionsRestrictTheCache(t *testing.T) {
 	assert.Equal(t, "meshrev.io/revision", podSelector, "only injected pods are cached")
 	require.NotNil(t, mo.Client.Cache)
 	assert.Contains(t, mo.Client.Cache.DisableFor, client.Object(&corev1.Secret{}), "secrets are never cached")
-	assert.True(t, mo.LeaderElectionReleaseOnCancel, "a stopping leader hands over at once")
-	assert.Equal(t, "meshrev-system", mo.LeaderElectionNamespace)
-	assert.False(t, mo.WebhookServer.NeedLeaderElection(), "every replica serves webhooks")
-	assert.Nil(t, mo.LeaseDuration, "zero durations keep controller-runtime's defaults")
+	assert.False(t, mo.LeaderElection, "the manager elects its leader itself (leaderTerms): losing the Lease must not stop the webhooks")
+	require.Len(t, mo.Metrics.TLSOpts, 1)
+	var tc tls.Config
+	mo.Metrics.TLSOpts[0](&tc)
+	assert.Equal(t, uint16(tls.VersionTLS12), tc.MinVersion, "the metrics server speaks TLS 1.2 at least")
+	assert.Equal(t, []string{"http/1.1"}, tc.NextProtos, "HTTP/2 is off by default")
 }

@@ -12,23 +12,27 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/rest"
+	"k8s.io/utils/ptr"
 	ctrl "sigs.k8s.io/controller-runtime"
-	"sigs.k8s.io/controller-runtime/pkg/builder"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/controller"
 	"sigs.k8s.io/controller-runtime/pkg/handler"
 	"sigs.k8s.io/controller-runtime/pkg/log"
 	"sigs.k8s.io/controller-runtime/pkg/predicate"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
+	"sigs.k8s.io/controller-runtime/pkg/source"
 
 	"github.com/meshrev/meshrev/internal/readmodel"
 	"github.com/meshrev/meshrev/revisions"
@@ -49,6 +53,10 @@ type Options struct {
 	AfterRelabel func(ctx context.Context, namespace string) error
 	// Now returns the current time (time.Now when nil).
 	Now func() time.Time
+	// TemplatesCheck, when set, says whether a revision's templates render
+	// (the injector's own rendering); a revision whose templates do not gets
+	// the condition TemplatesReady=False and an Event, until fixed.
+	TemplatesCheck func(ctx context.Context, mesh *v1alpha1.Mesh, rev v1alpha1.Revision) error
 
 	// RestConfig is the cluster Helm installs the helm control planes into
 	// (the manager's); without it a helm control plane fails with the reason.
@@ -77,14 +85,27 @@ type Reconciler struct {
 const ControllerName = "meshrev-controller"
 
 // Setup registers the controller with mgr. It runs only on the leader
-// (controller-runtime's default for controllers); every watch enqueues the
-// one Mesh, so bursts of pod events coalesce into one reconcile. It reads
-// through mgr's cache: namespaces, pods and ReplicaSets (the last two as
-// metadata only, PartialObjectMetadata), and the Deployments and Services
-// of MeshNamespace.
+// (controller-runtime's default for controllers). See New.
 func Setup(mgr ctrl.Manager, opts Options) error {
+	c, err := New(mgr, opts)
+	if err != nil {
+		return err
+	}
+	if err := mgr.Add(c); err != nil {
+		return fmt.Errorf("add the mesh controller: %w", err)
+	}
+	return nil
+}
+
+// New returns the controller, unmanaged: the caller starts it, once (a
+// controller cannot be started twice), e.g. once per leadership term. Every
+// watch enqueues the one Mesh, so bursts of pod events coalesce into one
+// reconcile. It reads through mgr's cache: namespaces, pods (metadata only,
+// PartialObjectMetadata), the templates ConfigMaps of OwnNamespace, and the
+// Deployments and Services of MeshNamespace.
+func New(mgr ctrl.Manager, opts Options) (controller.Controller, error) {
 	if opts.MeshNamespace == "" {
-		return errors.New("controller options: MeshNamespace is required (the namespace of the control planes, e.g. istio-system)")
+		return nil, errors.New("controller options: MeshNamespace is required (the namespace of the control planes, e.g. istio-system)")
 	}
 	r := &Reconciler{client: mgr.GetClient(), recorder: mgr.GetEventRecorder(ControllerName), opts: opts}
 	if opts.RestConfig != nil {
@@ -93,6 +114,14 @@ func Setup(mgr ctrl.Manager, opts Options) error {
 			dir = filepath.Join(os.TempDir(), "meshrev-charts")
 		}
 		r.helm = newHelmReleases(opts.RestConfig, dir, opts.MeshNamespace)
+	}
+	c, err := controller.NewUnmanaged("mesh", controller.Options{
+		Reconciler:         r,
+		Logger:             mgr.GetLogger(),
+		SkipNameValidation: ptr.To(true),
+	})
+	if err != nil {
+		return nil, fmt.Errorf("create the mesh controller: %w", err)
 	}
 	enqueue := handler.EnqueueRequestsFromMapFunc(func(context.Context, client.Object) []reconcile.Request {
 		return []reconcile.Request{{NamespacedName: types.NamespacedName{Name: v1alpha1.MeshName}}}
@@ -104,20 +133,25 @@ func Setup(mgr ctrl.Manager, opts Options) error {
 	controlPlane := predicate.NewPredicateFuncs(func(o client.Object) bool {
 		return o.GetNamespace() == opts.MeshNamespace && o.GetLabels()[LabelApp] == AppIstiod
 	})
-	err := ctrl.NewControllerManagedBy(mgr).
-		Named("mesh").
-		For(&v1alpha1.Mesh{}, builder.WithPredicates(predicate.NewPredicateFuncs(func(o client.Object) bool {
+	ownConfigMaps := predicate.NewPredicateFuncs(func(o client.Object) bool {
+		return opts.TemplatesCheck != nil && o.GetNamespace() == opts.OwnNamespace
+	})
+	cache := mgr.GetCache()
+	for _, src := range []source.Source{
+		source.Kind(cache, client.Object(&v1alpha1.Mesh{}), &handler.EnqueueRequestForObject{}, predicate.NewPredicateFuncs(func(o client.Object) bool {
 			return o.GetName() == v1alpha1.MeshName
-		}))).
-		Watches(&corev1.Namespace{}, enqueue, builder.WithPredicates(predicate.LabelChangedPredicate{})).
-		WatchesMetadata(readmodel.PodMeta(), enqueue, builder.WithPredicates(injected)).
-		Watches(&appsv1.Deployment{}, enqueue, builder.WithPredicates(controlPlane)).
-		Watches(&corev1.Service{}, enqueue, builder.WithPredicates(controlPlane)).
-		Complete(r)
-	if err != nil {
-		return fmt.Errorf("set up the mesh controller: %w", err)
+		})),
+		source.Kind(cache, client.Object(&corev1.Namespace{}), enqueue, predicate.LabelChangedPredicate{}),
+		source.Kind(cache, client.Object(readmodel.PodMeta()), enqueue, injected),
+		source.Kind(cache, client.Object(&appsv1.Deployment{}), enqueue, controlPlane),
+		source.Kind(cache, client.Object(&corev1.Service{}), enqueue, controlPlane),
+		source.Kind(cache, client.Object(&corev1.ConfigMap{}), enqueue, ownConfigMaps),
+	} {
+		if err := c.Watch(src); err != nil {
+			return nil, fmt.Errorf("set up the mesh controller: %w", err)
+		}
 	}
-	return nil
+	return c, nil
 }
 
 // Reconcile brings the cluster and the Mesh status in line with the Mesh spec.
@@ -145,6 +179,7 @@ func (r *Reconciler) Reconcile(ctx context.Context, req reconcile.Request) (reco
 	}
 	status, steps := ComputeStatus(&mesh, StatusInput{OwnNamespace: r.opts.OwnNamespace, HistoryLimit: r.opts.HistoryLimit, Now: r.now()}, &facts)
 	r.reportControlPlanes(&mesh, &status)
+	templatesBroke := r.templatesCondition(ctx, &mesh, &status)
 
 	// The steps (history, previous, recorded tags) are written before any
 	// relabel: the intent is on record first, and the relabel below is an
@@ -159,6 +194,9 @@ func (r *Reconciler) Reconcile(ctx context.Context, req reconcile.Request) (reco
 			return reconcile.Result{}, fmt.Errorf("update status of mesh %s: %w", mesh.Name, err)
 		}
 		logger.V(1).Info("status updated", "phase", status.Phase, "outdated", status.DataPlane.Outdated)
+	}
+	if templatesBroke != nil {
+		r.recorder.Eventf(&mesh, nil, corev1.EventTypeWarning, templatesBroke.Reason, "Inject", "%s", templatesBroke.Message)
 	}
 	for _, s := range steps {
 		logger.Info("lifecycle step", "action", s.Action, "from", s.From, "to", s.To)
@@ -178,6 +216,35 @@ func (r *Reconciler) Reconcile(ctx context.Context, req reconcile.Request) (reco
 		return reconcile.Result{}, fmt.Errorf("helm control planes of mesh %s: %w", mesh.Name, helmErr)
 	}
 	return reconcile.Result{}, nil
+}
+
+// templatesCondition sets ConditionTemplatesReady in st from
+// Options.TemplatesCheck: False while a revision's templates (its
+// ConfigMap, the defaults ConfigMap) do not render, which the injector
+// survives by injecting its last good render or the built-in templates. It
+// returns the condition when it has just turned False (for an Event).
+func (r *Reconciler) templatesCondition(ctx context.Context, mesh *v1alpha1.Mesh, st *v1alpha1.MeshStatus) *metav1.Condition {
+	if r.opts.TemplatesCheck == nil {
+		return nil
+	}
+	var broken []string
+	for _, rev := range mesh.Spec.Revisions {
+		if err := r.opts.TemplatesCheck(ctx, mesh, rev); err != nil {
+			broken = append(broken, fmt.Sprintf("revision %s: %v", rev.Name, err))
+		}
+	}
+	c := metav1.Condition{Type: ConditionTemplatesReady, Status: metav1.ConditionTrue, Reason: "TemplatesRender",
+		Message: "the templates of every published revision render", ObservedGeneration: mesh.Generation, LastTransitionTime: r.now()}
+	if len(broken) > 0 {
+		c.Status, c.Reason = metav1.ConditionFalse, "TemplatesBroken"
+		c.Message = fmt.Sprintf("injection templates do not render, so pods are injected with their last good render or the built-in templates until they are fixed: %s", strings.Join(broken, "; "))
+	}
+	was := meta.FindStatusCondition(mesh.Status.Conditions, ConditionTemplatesReady)
+	meta.SetStatusCondition(&st.Conditions, c)
+	if c.Status == metav1.ConditionFalse && (was == nil || was.Status != metav1.ConditionFalse || was.Message != c.Message) {
+		return &c
+	}
+	return nil
 }
 
 func (r *Reconciler) now() metav1.Time {

@@ -22,6 +22,11 @@ const (
 	// deployed, the data plane is being upgraded, or the old revision waits
 	// to be unpublished).
 	ConditionProgressing = "Progressing"
+	// ConditionTemplatesReady is False while the injection templates of a
+	// published revision do not render (a templates ConfigMap deleted or
+	// broken): pods are then injected with the last good render or the
+	// built-in templates.
+	ConditionTemplatesReady = "TemplatesReady"
 )
 
 // DefaultHistoryLimit bounds status.history when Options.HistoryLimit is 0.

@@ -68,8 +68,12 @@ type MeshSpec struct {
 	Revisions []Revision `json:"revisions"`
 	// Stable names the revision that the stable (and default) tag resolves to.
 	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=63
+	// +kubebuilder:validation:Pattern=`^[a-z0-9]([-a-z0-9]*[a-z0-9])?$`
 	Stable string `json:"stable"`
 	// Canary names the revision under test, if any.
+	// +kubebuilder:validation:MaxLength=63
+	// +kubebuilder:validation:Pattern=`^[a-z0-9]([-a-z0-9]*[a-z0-9])?$`
 	// +optional
 	Canary string `json:"canary,omitempty"`
 	// UnknownRevisionPolicy says whether a pod whose labels name an unpublished
@@ -93,19 +97,30 @@ type Revision struct {
 	// Name is the revision's DNS label, by convention the version with dots
 	// replaced by dashes (1.23.6 → 1-23-6).
 	// +kubebuilder:validation:MaxLength=63
+	// +kubebuilder:validation:Pattern=`^[a-z0-9]([-a-z0-9]*[a-z0-9])?$`
 	Name string `json:"name"`
 	// Version is the control plane's version, MAJOR.MINOR.PATCH.
+	// +kubebuilder:validation:MaxLength=64
+	// +kubebuilder:validation:Pattern=`^[0-9]+[.][0-9]+[.][0-9]+(-[0-9A-Za-z.-]+)?$`
 	Version string `json:"version"`
 	// ProxyImage is the sidecar image injected for this revision; defaulted by
-	// the manager from its configured image repository and Version.
+	// the manager from its configured image repository and Version. An image
+	// reference ([registry[:port]/]path[:tag][@digest]), at most 512 bytes.
+	// +kubebuilder:validation:MaxLength=512
+	// +kubebuilder:validation:Pattern=`^(?:[a-zA-Z0-9-]+(?:[.][a-zA-Z0-9-]+)*(?::[0-9]+)?/)?[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*(?:/[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*)*(?::[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})?(?:@[A-Za-z][A-Za-z0-9]*(?:[-_+.][A-Za-z][A-Za-z0-9]*)*:[0-9a-fA-F]{32,})?$`
 	// +optional
 	ProxyImage string `json:"proxyImage,omitempty"`
 	// DiscoveryAddress is the control plane address the sidecar connects to;
-	// defaulted to istiod-<name>.<mesh namespace>.svc:15012.
+	// defaulted to istiod-<name>.<mesh namespace>.svc:15012. A host (DNS
+	// name, IPv4 or bracketed IPv6) with an optional port.
+	// +kubebuilder:validation:MaxLength=261
+	// +kubebuilder:validation:Pattern=`^(?:[A-Za-z0-9](?:[-A-Za-z0-9.]*[A-Za-z0-9])?|\[[0-9A-Fa-f:.]+\])(?::[0-9]{1,5})?$`
 	// +optional
 	DiscoveryAddress string `json:"discoveryAddress,omitempty"`
 	// Templates names a ConfigMap in meshrev's namespace whose keys "sidecar"
 	// and "gateway" replace the default injection templates for this revision.
+	// +kubebuilder:validation:MaxLength=253
+	// +kubebuilder:validation:Pattern=`^[a-z0-9]([-a-z0-9]*[a-z0-9])?([.][a-z0-9]([-a-z0-9]*[a-z0-9])?)*$`
 	// +optional
 	Templates string `json:"templates,omitempty"`
 	// ControlPlane, when set, says where this revision's control plane
@@ -123,8 +138,11 @@ type Revision struct {
 // +kubebuilder:validation:XValidation:rule="(has(self.image) ? 1 : 0) + (has(self.helm) ? 1 : 0) + (has(self.external) && self.external ? 1 : 0) == 1",message="set exactly one of image, helm or external"
 type ControlPlane struct {
 	// Image is the control plane (pilot) image of a Deployment meshrev
-	// writes itself. It carries no ServiceAccount, RBAC or mesh config: use
-	// helm for a control plane that runs on a real cluster.
+	// writes itself: an image reference, at most 512 bytes. It carries no
+	// ServiceAccount, RBAC or mesh config: use helm for a control plane that
+	// runs on a real cluster.
+	// +kubebuilder:validation:MaxLength=512
+	// +kubebuilder:validation:Pattern=`^(?:[a-zA-Z0-9-]+(?:[.][a-zA-Z0-9-]+)*(?::[0-9]+)?/)?[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*(?:/[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*)*(?::[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})?(?:@[A-Za-z][A-Za-z0-9]*(?:[-_+.][A-Za-z][A-Za-z0-9]*)*:[0-9a-fA-F]{32,})?$`
 	// +optional
 	Image string `json:"image,omitempty"`
 
@@ -308,7 +326,11 @@ type WorkloadStatus struct {
 
 // HistoryEntry records one lifecycle step.
 type HistoryEntry struct {
-	// Time the step was observed.
+	// Time is when meshrev's controller observed the step in the Mesh, not
+	// when the update that took it was written: the API server keeps no time
+	// per spec change. The two differ by the controller's reaction time,
+	// which is longer while no controller runs (the step is then recorded
+	// when one next does).
 	Time metav1.Time `json:"time"`
 	// Action is the step: Install, DeployCanary, Promote, Revoke, Unpublish.
 	Action string `json:"action"`

@@ -304,6 +304,18 @@ func labelNamespace(t *testing.T, ns string, labels map[string]*string) []string
 // createMesh creates the Mesh "default" with spec (through the validating
 // webhook when a manager runs) and deletes it when the test ends, waiting
 // until it is gone so that the next test starts without one.
+// forceDeleteMesh deletes the Mesh the way a person overrides the delete
+// check (meshrev.io/force=true set first): a test's cleanup deletes it while
+// the test's namespaces and pods are still going away. NotFound is success.
+func forceDeleteMesh(ctx context.Context, c client.Client) error {
+	m := &v1alpha1.Mesh{ObjectMeta: metav1.ObjectMeta{Name: v1alpha1.MeshName}}
+	patch := []byte(`{"metadata":{"annotations":{"` + revisions.AnnotationForce + `":"true"}}}`)
+	if err := c.Patch(ctx, m, client.RawPatch(types.MergePatchType, patch)); err != nil {
+		return client.IgnoreNotFound(err)
+	}
+	return client.IgnoreNotFound(c.Delete(ctx, m))
+}
+
 func createMesh(t *testing.T, spec v1alpha1.MeshSpec) *v1alpha1.Mesh {
 	t.Helper()
 	c := ctrlClient(t)
@@ -312,7 +324,7 @@ func createMesh(t *testing.T, spec v1alpha1.MeshSpec) *v1alpha1.Mesh {
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 		defer cancel()
-		if err := c.Delete(ctx, &v1alpha1.Mesh{ObjectMeta: metav1.ObjectMeta{Name: v1alpha1.MeshName}}); err != nil && !apierrors.IsNotFound(err) {
+		if err := forceDeleteMesh(ctx, c); err != nil {
 			t.Errorf("delete Mesh: %v", err)
 			return
 		}

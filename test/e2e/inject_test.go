@@ -67,7 +67,7 @@ func TestInjectorThroughTheAPIServer(t *testing.T) {
 		Stable: "1-22-6", Canary: "1-23-6", UnknownRevisionPolicy: v1alpha1.UnknownRevisionAllow,
 	}
 	injSetMesh(t, c, spec)
-	t.Cleanup(func() { deleteIfExists(t, c, &v1alpha1.Mesh{ObjectMeta: metav1.ObjectMeta{Name: v1alpha1.MeshName}}) })
+	t.Cleanup(func() { require.NoError(t, forceDeleteMesh(context.Background(), c)) })
 
 	// The injector on a real cache, served over TLS on 127.0.0.1.
 	scheme, err := readmodel.Scheme()

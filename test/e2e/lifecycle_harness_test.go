@@ -81,7 +81,8 @@ func lcSetup(t *testing.T, afterRelabel func(ctx context.Context, ns string) err
 	// A Mesh left by another test would make every step here start from
 	// someone else's state: remove it first.
 	leftover := &v1alpha1.Mesh{ObjectMeta: metav1.ObjectMeta{Name: v1alpha1.MeshName}}
-	if err := e.c.Delete(t.Context(), leftover); err == nil {
+	if err := e.c.Get(t.Context(), client.ObjectKeyFromObject(leftover), &v1alpha1.Mesh{}); err == nil {
+		require.NoError(t, forceDeleteMesh(t.Context(), e.c))
 		t.Logf("deleted a Mesh left by an earlier test")
 		e.waitGone(leftover)
 	} else {
@@ -94,7 +95,7 @@ func lcSetup(t *testing.T, afterRelabel func(ctx context.Context, ns string) err
 		ctx, cancel := context.WithTimeout(context.Background(), lcWaitTimeout)
 		defer cancel()
 		m := &v1alpha1.Mesh{ObjectMeta: metav1.ObjectMeta{Name: v1alpha1.MeshName}}
-		if err := e.c.Delete(ctx, m); err != nil && !apierrors.IsNotFound(err) {
+		if err := forceDeleteMesh(ctx, e.c); err != nil {
 			t.Errorf("delete mesh: %v", err)
 		}
 		_ = wait.PollUntilContextTimeout(ctx, lcPoll, lcWaitTimeout, true, func(ctx context.Context) (bool, error) {

@@ -364,7 +364,9 @@ func TestLeaderElectionRunsOneControllerWhileEveryReplicaServesWebhooks(t *testi
 	// Both replicas answer admission requests.
 	for _, h := range []*managerHandle{first, second} {
 		resp := postPodReview(t, h, testPod("direct", map[string]string{revisions.LabelSidecarInject: "true"}), probeNamespace)
-		assert.True(t, resp.Allowed, "manager %s admits the pod", h.Name)
+		// No Mesh here: the answer is the no-Mesh refusal (--no-mesh-policy Deny).
+		require.NotNil(t, resp.Result, "manager %s answers", h.Name)
+		assert.Contains(t, resp.Result.Message, "no Mesh", "manager %s decides the pod", h.Name)
 		assert.NotEmpty(t, resp.UID)
 	}
 
