@@ -10,6 +10,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"time"
 
 	appsv1 "k8s.io/api/apps/v1"
@@ -19,11 +20,14 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/util/workqueue"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/builder"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/event"
 	"sigs.k8s.io/controller-runtime/pkg/handler"
 	"sigs.k8s.io/controller-runtime/pkg/log"
+	ctrlmetrics "sigs.k8s.io/controller-runtime/pkg/metrics"
 	"sigs.k8s.io/controller-runtime/pkg/predicate"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
@@ -46,7 +50,15 @@ type Options struct {
 	AfterRelabel func(ctx context.Context, namespace string) error
 	// Now returns the current time (time.Now when nil).
 	Now func() time.Time
+	// Coalesce is how long pod events are gathered before one reconcile
+	// (DefaultCoalesce when 0): under churn, at most one reconcile and one
+	// status write per Coalesce.
+	Coalesce time.Duration
 }
+
+// DefaultCoalesce is Options.Coalesce when unset: at most two status writes
+// a second under pod churn, well inside the 5 s status lag budget.
+const DefaultCoalesce = 500 * time.Millisecond
 
 // EventRecorder is the part of the events API the controller uses.
 type EventRecorder interface {
@@ -59,6 +71,14 @@ type Reconciler struct {
 	client   client.Client
 	recorder EventRecorder
 	opts     Options
+	// dp keeps the data-plane report per namespace between reconciles.
+	dp *dataPlaneState
+	// staleRV is the Mesh resourceVersion the last status write replaced:
+	// seeing it again means the cache has not caught up with that write yet.
+	staleRV string
+	// lastWrite is when the status was last written (coalescing).
+	lastWrite time.Time
+	metrics   *controllerMetrics
 }
 
 // ControllerName names the controller (logs, metrics, events).
@@ -74,24 +94,39 @@ func Setup(mgr ctrl.Manager, opts Options) error {
 	if opts.MeshNamespace == "" {
 		return errors.New("controller options: MeshNamespace is required (the namespace of the control planes, e.g. istio-system)")
 	}
-	r := &Reconciler{client: mgr.GetClient(), recorder: mgr.GetEventRecorder(ControllerName), opts: opts}
+	if opts.Coalesce <= 0 {
+		opts.Coalesce = DefaultCoalesce
+	}
+	m, err := newControllerMetrics(ctrlmetrics.Registry)
+	if err != nil {
+		return err
+	}
+	r := &Reconciler{client: mgr.GetClient(), recorder: mgr.GetEventRecorder(ControllerName), opts: opts, dp: newDataPlaneState(), metrics: m}
 	enqueue := handler.EnqueueRequestsFromMapFunc(func(context.Context, client.Object) []reconcile.Request {
-		return []reconcile.Request{{NamespacedName: types.NamespacedName{Name: v1alpha1.MeshName}}}
+		return []reconcile.Request{meshRequest}
 	})
 	injected := predicate.NewPredicateFuncs(func(o client.Object) bool {
 		_, ok := o.GetLabels()[revisions.LabelRevision]
 		return ok
 	})
+	// A pod's report depends on its labels, annotations, owner and whether
+	// it is terminating, not on its status: readiness changes are ignored.
+	podChanged := predicate.Funcs{UpdateFunc: func(e event.UpdateEvent) bool {
+		o, n := e.ObjectOld, e.ObjectNew
+		return !maps.Equal(o.GetLabels(), n.GetLabels()) || !maps.Equal(o.GetAnnotations(), n.GetAnnotations()) ||
+			(o.GetDeletionTimestamp() == nil) != (n.GetDeletionTimestamp() == nil) ||
+			!equality.Semantic.DeepEqual(o.GetOwnerReferences(), n.GetOwnerReferences())
+	}}
 	controlPlane := predicate.NewPredicateFuncs(func(o client.Object) bool {
 		return o.GetNamespace() == opts.MeshNamespace && o.GetLabels()[LabelApp] == AppIstiod
 	})
-	err := ctrl.NewControllerManagedBy(mgr).
+	err = ctrl.NewControllerManagedBy(mgr).
 		Named("mesh").
 		For(&v1alpha1.Mesh{}, builder.WithPredicates(predicate.NewPredicateFuncs(func(o client.Object) bool {
 			return o.GetName() == v1alpha1.MeshName
 		}))).
-		Watches(&corev1.Namespace{}, enqueue, builder.WithPredicates(predicate.LabelChangedPredicate{})).
-		WatchesMetadata(readmodel.PodMeta(), enqueue, builder.WithPredicates(injected)).
+		Watches(&corev1.Namespace{}, r.markNamespace(0), builder.WithPredicates(predicate.LabelChangedPredicate{})).
+		WatchesMetadata(readmodel.PodMeta(), r.markNamespace(opts.Coalesce), builder.WithPredicates(injected, podChanged)).
 		Watches(&appsv1.Deployment{}, enqueue, builder.WithPredicates(controlPlane)).
 		Watches(&corev1.Service{}, enqueue, builder.WithPredicates(controlPlane)).
 		Complete(r)
@@ -99,6 +134,42 @@ func Setup(mgr ctrl.Manager, opts Options) error {
 		return fmt.Errorf("set up the mesh controller: %w", err)
 	}
 	return nil
+}
+
+// meshRequest is the one request every watch enqueues.
+var meshRequest = reconcile.Request{NamespacedName: types.NamespacedName{Name: v1alpha1.MeshName}}
+
+// markNamespace is the handler of the pod and namespace watches: it marks
+// the object's namespace (a namespace's own name) for the next reconcile
+// and enqueues the Mesh, after delay so that a burst of events makes one
+// reconcile.
+func (r *Reconciler) markNamespace(delay time.Duration) handler.EventHandler {
+	mark := func(o client.Object, q workqueue.TypedRateLimitingInterface[reconcile.Request]) {
+		ns := o.GetNamespace()
+		if ns == "" {
+			ns = o.GetName()
+		}
+		r.dp.markDirty(ns)
+		if delay > 0 {
+			q.AddAfter(meshRequest, delay)
+		} else {
+			q.Add(meshRequest)
+		}
+	}
+	return handler.Funcs{
+		CreateFunc: func(_ context.Context, e event.CreateEvent, q workqueue.TypedRateLimitingInterface[reconcile.Request]) {
+			mark(e.Object, q)
+		},
+		UpdateFunc: func(_ context.Context, e event.UpdateEvent, q workqueue.TypedRateLimitingInterface[reconcile.Request]) {
+			mark(e.ObjectNew, q)
+		},
+		DeleteFunc: func(_ context.Context, e event.DeleteEvent, q workqueue.TypedRateLimitingInterface[reconcile.Request]) {
+			mark(e.Object, q)
+		},
+		GenericFunc: func(_ context.Context, e event.GenericEvent, q workqueue.TypedRateLimitingInterface[reconcile.Request]) {
+			mark(e.Object, q)
+		},
+	}
 }
 
 // Reconcile brings the cluster and the Mesh status in line with the Mesh spec.
@@ -112,30 +183,60 @@ func (r *Reconciler) Reconcile(ctx context.Context, req reconcile.Request) (reco
 	if mesh.DeletionTimestamp != nil {
 		return reconcile.Result{}, nil
 	}
+	if r.staleRV != "" && mesh.ResourceVersion == r.staleRV {
+		// The cache has not seen the last status write yet: computing from
+		// it would only end in a conflict. Its update event requeues too.
+		return reconcile.Result{RequeueAfter: 100 * time.Millisecond}, nil
+	}
 
 	if err := r.reconcileControlPlanes(ctx, &mesh); err != nil {
 		return reconcile.Result{}, err
 	}
 
-	facts, err := readmodel.Read(ctx, r.client, &mesh, r.opts.MeshNamespace)
-	if err != nil {
+	// The facts without the pods: the data-plane report is kept per
+	// namespace and only the namespaces that changed are read again.
+	var facts revisions.Facts
+	var err error
+	if facts.Namespaces, err = readmodel.Namespaces(ctx, r.client); err != nil {
 		return reconcile.Result{}, fmt.Errorf("read the cluster for mesh %s: %w", mesh.Name, err)
 	}
-	status, steps := ComputeStatus(&mesh, StatusInput{OwnNamespace: r.opts.OwnNamespace, HistoryLimit: r.opts.HistoryLimit, Now: r.now()}, &facts)
+	if facts.ControlPlaneReady, err = readmodel.ControlPlaneReadiness(ctx, r.client, &mesh, r.opts.MeshNamespace); err != nil {
+		return reconcile.Result{}, fmt.Errorf("read the cluster for mesh %s: %w", mesh.Name, err)
+	}
+	dp, refreshed, err := r.dp.refresh(ctx, r.client, &mesh, r.opts.OwnNamespace, facts.Namespaces)
+	if err != nil {
+		return reconcile.Result{}, fmt.Errorf("read the pods for mesh %s: %w", mesh.Name, err)
+	}
+	r.metrics.namespacesRefreshed.Add(float64(refreshed))
+	status, steps := ComputeStatusWith(&mesh, StatusInput{OwnNamespace: r.opts.OwnNamespace, HistoryLimit: r.opts.HistoryLimit, Now: r.now()}, &facts, &dp)
 
 	// The steps (history, previous, recorded tags) are written before any
 	// relabel: the intent is on record first, and the relabel below is an
 	// invariant the next reconcile finishes whatever happened in between.
+	// A change of counts alone waits until Coalesce has passed since the
+	// last write, so that churn costs a few writes a second at most.
+	var result reconcile.Result
 	if !equality.Semantic.DeepEqual(mesh.Status, status) {
-		mesh.Status = status
-		if err := r.client.Status().Update(ctx, &mesh); err != nil {
-			if apierrors.IsConflict(err) {
-				logger.V(1).Info("mesh changed while reconciling; retrying", "mesh", mesh.Name)
-				return reconcile.Result{RequeueAfter: 100 * time.Millisecond}, nil
+		urgent := len(steps) > 0 || status.ObservedGeneration != mesh.Status.ObservedGeneration || status.Phase != mesh.Status.Phase
+		if wait := r.opts.Coalesce - time.Since(r.lastWrite); !urgent && wait > 0 {
+			result.RequeueAfter = wait
+		} else {
+			from := mesh.ResourceVersion
+			mesh.Status = status
+			if err := r.client.Status().Update(ctx, &mesh); err != nil {
+				if apierrors.IsConflict(err) {
+					// Someone else changed the Mesh (its spec, or another writer):
+					// say so, count it, and compute again from the fresh object.
+					r.metrics.statusConflicts.Inc()
+					logger.Info("warning: the Mesh changed while its status was written (409 conflict); recomputing", "mesh", mesh.Name, "resourceVersion", from)
+					return reconcile.Result{RequeueAfter: 100 * time.Millisecond}, nil
+				}
+				return reconcile.Result{}, fmt.Errorf("update status of mesh %s: %w", mesh.Name, err)
 			}
-			return reconcile.Result{}, fmt.Errorf("update status of mesh %s: %w", mesh.Name, err)
+			r.staleRV, r.lastWrite = from, time.Now()
+			r.metrics.statusWrites.Inc()
+			logger.V(1).Info("status updated", "phase", status.Phase, "outdated", status.DataPlane.Outdated)
 		}
-		logger.V(1).Info("status updated", "phase", status.Phase, "outdated", status.DataPlane.Outdated)
 	}
 	for _, s := range steps {
 		logger.Info("lifecycle step", "action", s.Action, "from", s.From, "to", s.To)
@@ -151,7 +252,7 @@ func (r *Reconciler) Reconcile(ctx context.Context, req reconcile.Request) (reco
 		}
 		return reconcile.Result{}, err
 	}
-	return reconcile.Result{}, nil
+	return result, nil
 }
 
 func (r *Reconciler) now() metav1.Time {
