@@ -49,7 +49,7 @@ done | kubectl create -f - >/dev/null
 # metric NAME [LABEL-REGEX]: the sum of the manager's samples of NAME whose labels match.
 metric() {
   curl -fs "$METRICS" | awk -v name="$1" -v re="${2:-}" '
-    $1 ~ "^"name"({|$)" && (re == "" || $1 ~ re) { s += $NF } END { printf "%.6f\n", s+0 }'
+    $1 ~ "^"name"([{]|$)" && (re == "" || $1 ~ re) { s += $NF } END { printf "%.6f\n", s+0 }'
 }
 writes() { metric rest_client_requests_total 'method="(POST|PUT|PATCH|DELETE)"'; }
 snapshot() { # prints: writes cpu reconcile_sum reconcile_count status_writes conflicts
@@ -87,7 +87,6 @@ pods_counted() { [[ $(mesh_field '{.status.dataPlane.pods}') == "$SIZE" ]]; }
 wait_for "the Mesh counts $SIZE pods" 3600 pods_counted
 t1=$(now); after=($(snapshot))
 create_s=$(echo "$t1 - $t0" | bc)
-ready_running() { [[ $(kubectl get pods -A -l meshrev.io/revision --field-selector=status.phase=Running -o name | wc -l) -ge $SIZE ]]; }
 log "created $SIZE pods in ${create_s}s"
 sample_mesh
 

@@ -90,13 +90,21 @@ func (s *dataPlaneState) markDirty(namespace string) {
 }
 
 // take returns the namespaces to recompute for the spec specKey and clears
-// the marks: the marked ones, or, when the spec changed, every live
-// namespace and every namespace with a report.
+// the marks: the marked ones and those with a report that are no longer
+// live, or, when the spec changed, every live namespace and every namespace
+// with a report.
 func (s *dataPlaneState) take(specKey string, live map[string]map[string]string) []string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	todo := s.dirty
 	s.dirty = map[string]struct{}{}
+	// A namespace that stopped being live (terminating) without a label
+	// change leaves the report now, as DataPlaneReport leaves it out.
+	for ns := range s.reports {
+		if _, ok := live[ns]; !ok {
+			todo[ns] = struct{}{}
+		}
+	}
 	if specKey != s.specKey {
 		s.specKey = specKey
 		for ns := range live {

@@ -87,6 +87,9 @@ func TestDataPlaneStateTakesWhatChanged(t *testing.T) {
 		"the same spec recomputes only the marked namespaces": {
 			firstKey: "uid/1", secondKey: "uid/1", marked: []string{"b", "zz"}, want: []string{"b", "zz"},
 		},
+		"a namespace with a report that is no longer live is recomputed (and dropped)": {
+			firstKey: "uid/1", secondKey: "uid/1", reports: []string{"a", "terminating"}, want: []string{"terminating"},
+		},
 		"nothing marked and the same spec: nothing to read": {
 			firstKey: "uid/1", secondKey: "uid/1",
 		},
@@ -107,6 +110,11 @@ func TestDataPlaneStateTakesWhatChanged(t *testing.T) {
 				return
 			}
 			assert.Equal(t, tc.want, got)
+			for _, ns := range got {
+				if _, ok := live[ns]; !ok {
+					s.store(ns, nil) // what refresh does with a namespace that is gone
+				}
+			}
 			assert.Empty(t, s.take(tc.secondKey, live), "taking clears the marks")
 		})
 	}
