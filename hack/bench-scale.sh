@@ -52,9 +52,16 @@ metric() {
     $1 ~ "^"name"([{]|$)" && (re == "" || $1 ~ re) { s += $NF } END { printf "%.6f\n", s+0 }'
 }
 writes() { metric rest_client_requests_total 'method="(POST|PUT|PATCH|DELETE)"'; }
-snapshot() { # prints: writes cpu reconcile_sum reconcile_count status_writes conflicts
+snapshot() { # prints: writes cpu reconcile_sum reconcile_count status_writes conflicts post put patch delete
   echo "$(writes) $(metric process_cpu_seconds_total) $(metric controller_runtime_reconcile_time_seconds_sum 'controller="mesh"') \
-$(metric controller_runtime_reconcile_time_seconds_count 'controller="mesh"') $(metric meshrev_status_writes_total) $(metric meshrev_status_conflicts_total)"
+$(metric controller_runtime_reconcile_time_seconds_count 'controller="mesh"') $(metric meshrev_status_writes_total) $(metric meshrev_status_conflicts_total) \
+$(metric rest_client_requests_total 'method="POST"') $(metric rest_client_requests_total 'method="PUT"') \
+$(metric rest_client_requests_total 'method="PATCH"') $(metric rest_client_requests_total 'method="DELETE"')"
+}
+by_method() { # by_method BEFORE-ARRAY-NAME AFTER-ARRAY-NAME
+  local -n b=$1 a=$2
+  printf 'POST %.0f, PUT %.0f, PATCH %.0f, DELETE %.0f' "$(echo "${a[6]} - ${b[6]}" | bc)" "$(echo "${a[7]} - ${b[7]}" | bc)" \
+    "$(echo "${a[8]} - ${b[8]}" | bc)" "$(echo "${a[9]} - ${b[9]}" | bc)"
 }
 mesh_json() { kubectl get mesh default -o json; }
 mesh_field() { kubectl get mesh default -o "jsonpath=$1"; }
@@ -87,6 +94,7 @@ pods_counted() { [[ $(mesh_field '{.status.dataPlane.pods}') == "$SIZE" ]]; }
 wait_for "the Mesh counts $SIZE pods" 3600 pods_counted
 t1=$(now); after=($(snapshot))
 create_s=$(echo "$t1 - $t0" | bc)
+methods_create=$(by_method before after)
 log "created $SIZE pods in ${create_s}s"
 sample_mesh
 
@@ -126,6 +134,7 @@ wait_for "ReadyToUnpublish" 600 ready_to_unpublish
 u2=$(now)
 kill "$SAMPLER" 2>/dev/null || true
 after=($(snapshot))
+methods_upgrade=$(by_method before after)
 while read -r n; do (( n > MAX_MESH )) && MAX_MESH=$n; done <"$DIR/mesh-sizes"
 upgrade_s=$(echo "$u1 - $u0" | bc)
 lag_s=$(echo "$u2 - $u1" | bc)
@@ -149,6 +158,7 @@ printf '\nmeshrev bench-scale: %d pods, %d namespaces, %d workloads (batch %d), 
 printf '| figure | value |\n|---|---|\n'
 printf '| pods created, until the Mesh counts them | %.0f s |\n' "$create_s"
 printf '| manager writes per 1k pods created (all, incl. leader-election lease renewals) | %.1f |\n' "$w_create"
+printf '| manager writes while creating, by method | %s |\n' "$methods_create"
 printf '| Mesh status writes while creating | %.0f |\n' "$sw_create"
 printf '| mean reconcile while creating (%d reconciles) | %.1f ms |\n' "$rc_n" "$rc_mean"
 printf '| manager CPU-s per 1k pods created | %.2f |\n' "$cpu_create"
@@ -156,6 +166,7 @@ printf '| Mesh (-o json), steady / max seen (upgrade included) | %d B / %d B |\n
 printf '| meshrev status (best of 3) | %.3f s |\n' "$st_best"
 printf '| data-plane upgrade wall time (%d workloads, --batch %d) | %.0f s (%.2f workloads/s) |\n' "$workloads" "$BATCH" "$upgrade_s" "$rate"
 printf '| manager writes per 1k pods during the upgrade | %.1f |\n' "$w_upgrade"
+printf '| manager writes during the upgrade, by method | %s |\n' "$methods_upgrade"
 printf '| Mesh status writes during the upgrade | %.0f |\n' "$sw_upgrade"
 printf '| mean reconcile during the upgrade (%d reconciles) | %.1f ms |\n' "$rcu_n" "$rcu_mean"
 printf '| manager CPU-s per 1k pods during the upgrade | %.2f |\n' "$cpu_upgrade"

@@ -83,7 +83,8 @@ const PageSize = 500
 // reads one namespace of its cache at a time, through the cache's namespace
 // index; client.Limit: pages from the API server). With owners, each pod
 // gets its top owner, at the cost of one metadata list of ReplicaSets per
-// namespace that has a ReplicaSet-owned pod; without, Owner is left empty.
+// namespace that has a ReplicaSet-owned pod (paged from the API server: one
+// cluster-wide list when there are several); without, Owner is left empty.
 func InjectedPods(ctx context.Context, r client.Reader, owners bool, opts ...client.ListOption) ([]revisions.Pod, error) {
 	items, err := listMeta(ctx, r, corev1.SchemeGroupVersion.WithKind("PodList"), append([]client.ListOption{client.HasLabels{revisions.LabelRevision}}, opts...))
 	if err != nil {
@@ -91,19 +92,34 @@ func InjectedPods(ctx context.Context, r client.Reader, owners bool, opts ...cli
 	}
 	// Only the ReplicaSets of namespaces with a ReplicaSet-owned pod matter.
 	rsOwners := map[string]*metav1.OwnerReference{}
-	listed := map[string]bool{}
+	if owners {
+		var namespaces []string
+		seen := map[string]bool{}
+		for i := range items {
+			p := &items[i]
+			if ref := metav1.GetControllerOfNoCopy(p); ref != nil && ref.Kind == "ReplicaSet" && p.DeletionTimestamp == nil && !seen[p.Namespace] {
+				seen[p.Namespace] = true
+				namespaces = append(namespaces, p.Namespace)
+			}
+		}
+		// From the API server (paged), many namespaces take one paged
+		// cluster-wide list rather than a request per namespace; the
+		// cache answers per namespace from its index.
+		if paged(opts) && len(namespaces) > 1 {
+			namespaces = []string{""}
+		}
+		for _, ns := range namespaces {
+			if err := replicaSetOwners(ctx, r, ns, rsOwners, opts); err != nil {
+				return nil, err
+			}
+		}
+	}
 	out := make([]revisions.Pod, 0, len(items))
 	for i := range items {
 		p := &items[i]
 		// A terminating pod is on its way out: an upgrade does not wait for it.
 		if p.DeletionTimestamp != nil {
 			continue
-		}
-		if ref := metav1.GetControllerOfNoCopy(p); ref != nil && ref.Kind == "ReplicaSet" && owners && !listed[p.Namespace] {
-			listed[p.Namespace] = true
-			if err := replicaSetOwners(ctx, r, p.Namespace, rsOwners, opts); err != nil {
-				return nil, err
-			}
 		}
 		pod := revisions.Pod{Namespace: p.Namespace, Name: p.Name, Labels: p.Labels, Annotations: p.Annotations}
 		if owners {
@@ -114,8 +130,18 @@ func InjectedPods(ctx context.Context, r client.Reader, owners bool, opts ...cli
 	return out, nil
 }
 
+// paged reports whether opts ask for pages (client.Limit).
+func paged(opts []client.ListOption) bool {
+	for _, o := range opts {
+		if _, ok := o.(client.Limit); ok {
+			return true
+		}
+	}
+	return false
+}
+
 // replicaSetOwners adds the controlling owner of every ReplicaSet of
-// namespace to owners, keyed "namespace/name".
+// namespace ("" for all) to owners, keyed "namespace/name".
 func replicaSetOwners(ctx context.Context, r client.Reader, namespace string, owners map[string]*metav1.OwnerReference, opts []client.ListOption) error {
 	// Of the pods' options, only the page size applies to ReplicaSets.
 	var page []client.ListOption
@@ -124,7 +150,10 @@ func replicaSetOwners(ctx context.Context, r client.Reader, namespace string, ow
 			page = append(page, l)
 		}
 	}
-	items, err := listMeta(ctx, r, appsv1.SchemeGroupVersion.WithKind("ReplicaSetList"), append(page, client.InNamespace(namespace)))
+	if namespace != "" {
+		page = append(page, client.InNamespace(namespace))
+	}
+	items, err := listMeta(ctx, r, appsv1.SchemeGroupVersion.WithKind("ReplicaSetList"), page)
 	if err != nil {
 		return fmt.Errorf("list replicasets in %s: %w", namespace, err)
 	}
