@@ -86,7 +86,9 @@ const ControllerName = "meshrev-controller"
 
 // Setup registers the controller with mgr. It runs only on the leader
 // (controller-runtime's default for controllers); every watch enqueues the
-// one Mesh, so bursts of pod events coalesce into one reconcile. It reads
+// one Mesh, so bursts of pod events coalesce into one reconcile, and the pod,
+// ReplicaSet and namespace watches mark the namespace whose data-plane
+// report must be read again. It reads
 // through mgr's cache: namespaces, pods and ReplicaSets (the last two as
 // metadata only, PartialObjectMetadata), and the Deployments and Services
 // of MeshNamespace.
@@ -117,6 +119,12 @@ func Setup(mgr ctrl.Manager, opts Options) error {
 			(o.GetDeletionTimestamp() == nil) != (n.GetDeletionTimestamp() == nil) ||
 			!equality.Semantic.DeepEqual(o.GetOwnerReferences(), n.GetOwnerReferences())
 	}}
+	ownerChanged := predicate.Funcs{
+		UpdateFunc: func(e event.UpdateEvent) bool {
+			return !equality.Semantic.DeepEqual(e.ObjectOld.GetOwnerReferences(), e.ObjectNew.GetOwnerReferences())
+		},
+		DeleteFunc: func(event.DeleteEvent) bool { return false },
+	}
 	controlPlane := predicate.NewPredicateFuncs(func(o client.Object) bool {
 		return o.GetNamespace() == opts.MeshNamespace && o.GetLabels()[LabelApp] == AppIstiod
 	})
@@ -127,6 +135,9 @@ func Setup(mgr ctrl.Manager, opts Options) error {
 		}))).
 		Watches(&corev1.Namespace{}, r.markNamespace(0), builder.WithPredicates(predicate.LabelChangedPredicate{})).
 		WatchesMetadata(readmodel.PodMeta(), r.markNamespace(opts.Coalesce), builder.WithPredicates(injected, podChanged)).
+		// A pod's top owner goes through its ReplicaSet: a ReplicaSet that
+		// reaches the cache after its pods makes its namespace read again.
+		WatchesMetadata(readmodel.ReplicaSetMeta(), r.markNamespace(opts.Coalesce), builder.WithPredicates(ownerChanged)).
 		Watches(&appsv1.Deployment{}, enqueue, builder.WithPredicates(controlPlane)).
 		Watches(&corev1.Service{}, enqueue, builder.WithPredicates(controlPlane)).
 		Complete(r)
