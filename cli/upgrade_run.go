@@ -131,16 +131,30 @@ func (u *upgrader) run(ctx context.Context, todo []workloadRef) error {
 			still = append(still, f)
 		}
 		flying = still
-		if len(flying) == 0 && next == len(todo) {
-			return nil
+		overallErr := func() error {
+			waiting := ""
+			if len(flying) > 0 {
+				waiting = fmt.Sprintf(" waiting for %s in %s: %s;", flying[0].ref, flying[0].ref.Namespace, flying[0].last)
+			}
+			return fmt.Errorf("timed out after %s (--overall-timeout)%s %d of %d workloads rolled out; rerun to continue", u.overall, waiting, p.done, p.total)
+		}
+		if len(flying) == 0 {
+			if next == len(todo) {
+				return nil
+			}
+			// Every rollout in flight finished: start the next ones now.
+			select {
+			case <-deadline:
+				return overallErr()
+			default:
+				continue
+			}
 		}
 		select {
 		case <-ctx.Done():
 			return fmt.Errorf("stopped (%d of %d workloads rolled out; rerun to continue): %w", p.done, p.total, ctx.Err())
 		case <-deadline:
-			f := flying[0]
-			return fmt.Errorf("timed out after %s (--overall-timeout) waiting for %s in %s: %s; %d of %d workloads rolled out; rerun to continue",
-				u.overall, f.ref, f.ref.Namespace, f.last, p.done, p.total)
+			return overallErr()
 		case <-tick.C:
 		}
 	}
