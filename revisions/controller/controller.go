@@ -206,6 +206,7 @@ func (r *Reconciler) Reconcile(ctx context.Context, req reconcile.Request) (reco
 
 	// The facts without the pods: the data-plane report is kept per
 	// namespace and only the namespaces that changed are read again.
+	computeStart := time.Now()
 	var facts revisions.Facts
 	var err error
 	if facts.Namespaces, err = readmodel.Namespaces(ctx, r.client); err != nil {
@@ -220,6 +221,7 @@ func (r *Reconciler) Reconcile(ctx context.Context, req reconcile.Request) (reco
 	}
 	r.metrics.namespacesRefreshed.Add(float64(refreshed))
 	status, steps := ComputeStatusWith(&mesh, StatusInput{OwnNamespace: r.opts.OwnNamespace, HistoryLimit: r.opts.HistoryLimit, Now: r.now()}, &facts, &dp)
+	r.metrics.computeSeconds.Observe(time.Since(computeStart).Seconds())
 
 	// The steps (history, previous, recorded tags) are written before any
 	// relabel: the intent is on record first, and the relabel below is an

@@ -17,6 +17,10 @@ type controllerMetrics struct {
 	// namespacesRefreshed counts the namespaces whose pods a reconcile read
 	// again: what the status costs, in proportion to what changed.
 	namespacesRefreshed prometheus.Counter
+	// computeSeconds is the time a reconcile spends on the status itself
+	// (reading the changed namespaces from the cache, merging, computing),
+	// without its API round trips.
+	computeSeconds prometheus.Histogram
 }
 
 func newControllerMetrics(reg prometheus.Registerer) (*controllerMetrics, error) {
@@ -45,5 +49,20 @@ func newControllerMetrics(reg prometheus.Registerer) (*controllerMetrics, error)
 	if m.namespacesRefreshed, err = counter("meshrev_dataplane_namespaces_refreshed_total", "Namespaces whose injected pods the controller read again for the data-plane report."); err != nil {
 		return nil, err
 	}
+	h := prometheus.NewHistogram(prometheus.HistogramOpts{Name: "meshrev_status_compute_seconds",
+		Help:    "Time a reconcile spends computing the Mesh status from the cache, without API round trips.",
+		Buckets: prometheus.ExponentialBuckets(0.0001, 4, 8)})
+	if err := reg.Register(h); err != nil {
+		var are prometheus.AlreadyRegisteredError
+		if !errors.As(err, &are) {
+			return nil, fmt.Errorf("register metric meshrev_status_compute_seconds: %w", err)
+		}
+		existing, ok := are.ExistingCollector.(prometheus.Histogram)
+		if !ok {
+			return nil, fmt.Errorf("register metric meshrev_status_compute_seconds: %w", err)
+		}
+		h = existing
+	}
+	m.computeSeconds = h
 	return &m, nil
 }
