@@ -118,7 +118,7 @@ done
 
 # Phase 2: canary, promote.
 meshrev canary deploy 1.23.6 >/dev/null
-canary_ready() { [[ $(mesh_field '{.status.phase}') == CanaryDeployed ]] && kubectl get deploy -n istio-system istiod-1-23-6 >/dev/null 2>&1; }
+canary_ready() { [[ $(mesh_field '{.status.revisions[?(@.name=="1-23-6")].controlPlaneReady}') == true ]]; }
 wait_for "canary deployed" 600 canary_ready
 meshrev promote --yes >/dev/null
 upgrading() { [[ $(mesh_field '{.status.phase}') == DataPlaneUpgrading ]]; }
