@@ -374,7 +374,7 @@ func TestWebhookConfigurations(t *testing.T) {
 				assert.Equal(t, tc.failure, *w.FailurePolicy)
 				assert.Equal(t, admissionregistrationv1.SideEffectClassNone, *w.SideEffects)
 				assert.Equal(t, []string{"v1"}, w.AdmissionReviewVersions)
-				assert.Equal(t, admissionregistrationv1.IfNeededReinvocationPolicy, *w.ReinvocationPolicy)
+				assert.Equal(t, admissionregistrationv1.NeverReinvocationPolicy, *w.ReinvocationPolicy)
 				assert.Equal(t, int32(10), *w.TimeoutSeconds)
 				require.Len(t, w.Rules, 1)
 				assert.Equal(t, []admissionregistrationv1.OperationType{admissionregistrationv1.Create}, w.Rules[0].Operations)

@@ -12,12 +12,15 @@ import (
 	"k8s.io/apimachinery/pkg/util/validation"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
+	"github.com/meshrev/meshrev/internal/readmodel"
 	"github.com/meshrev/meshrev/revisions"
 	"github.com/meshrev/meshrev/revisions/v1alpha1"
 )
 
 // DataPlaneView is what "meshrev dataplane status" shows: the controller's
-// data-plane report, filtered to a namespace when -n is given.
+// counts, and the complete list of outdated workloads, computed from the
+// pods (the Mesh lists only the first few), filtered to a namespace when -n
+// is given.
 type DataPlaneView struct {
 	// Stable is the stable revision.
 	Stable string `json:"stable"`
@@ -62,7 +65,11 @@ func newDataplaneStatusCommand(g *globals) *cobra.Command {
 			if err != nil {
 				return fmt.Errorf("dataplane status: %w", err)
 			}
-			v := buildDataPlaneView(m, namespace)
+			outdated, err := outdatedWorkloads(cmd.Context(), c, m, g.ownNamespace, namespace)
+			if err != nil {
+				return fmt.Errorf("dataplane status: %w", err)
+			}
+			v := buildDataPlaneView(m, outdated, namespace)
 			if g.output != outputTable {
 				return printStructured(g.streams.Out, g.output, v)
 			}
@@ -73,8 +80,31 @@ func newDataplaneStatusCommand(g *globals) *cobra.Command {
 	return cmd
 }
 
-// buildDataPlaneView filters the Mesh's data-plane report.
-func buildDataPlaneView(m *v1alpha1.Mesh, namespace string) *DataPlaneView {
+// outdatedWorkloads computes the complete list of outdated workloads (of
+// namespace, or of all namespaces when "") from the shared read model: the
+// namespaces' labels and the injected pods' metadata, listed by label
+// selector, page by page, with the same decision the controller and the
+// injector use (revisions.DataPlaneReport).
+func outdatedWorkloads(ctx context.Context, c client.Reader, m *v1alpha1.Mesh, ownNamespace, namespace string) ([]v1alpha1.WorkloadStatus, error) {
+	var facts revisions.Facts
+	var err error
+	if facts.Namespaces, err = readmodel.Namespaces(ctx, c); err != nil {
+		return nil, err
+	}
+	opts := []client.ListOption{client.Limit(readmodel.PageSize)}
+	if namespace != "" {
+		opts = append(opts, client.InNamespace(namespace))
+	}
+	if facts.Pods, err = readmodel.InjectedPods(ctx, c, true, opts...); err != nil {
+		return nil, err
+	}
+	dp, _ := revisions.DataPlaneReport(&m.Spec, ownNamespace, &facts)
+	return dp.OutdatedWorkloads, nil
+}
+
+// buildDataPlaneView puts the Mesh's counts and the outdated workloads
+// (filtered to namespace) together.
+func buildDataPlaneView(m *v1alpha1.Mesh, outdated []v1alpha1.WorkloadStatus, namespace string) *DataPlaneView {
 	dp := m.Status.DataPlane
 	v := &DataPlaneView{
 		Stable:    m.Spec.Stable,
@@ -86,7 +116,7 @@ func buildDataPlaneView(m *v1alpha1.Mesh, namespace string) *DataPlaneView {
 		Workloads: []v1alpha1.WorkloadStatus{},
 		Stale:     m.Status.ObservedGeneration < m.Generation,
 	}
-	for _, w := range dp.OutdatedWorkloads {
+	for _, w := range outdated {
 		if namespace == "" || w.Namespace == namespace {
 			v.Workloads = append(v.Workloads, w)
 		}
@@ -155,10 +185,8 @@ type dataplaneUpgradeOptions struct {
 	gateways  bool
 	batch     int
 	wait      bool
-	timeout   time.Duration
-	// statusWait bounds how long to wait for the controller's report to
-	// catch up with the latest spec change.
-	statusWait time.Duration
+	// timeout bounds each rollout; overallTimeout (0: none) the whole upgrade.
+	timeout, overallTimeout time.Duration
 
 	// selectors are the parsed WORKLOAD arguments; kind is "" when the
 	// argument did not name one.
@@ -166,7 +194,7 @@ type dataplaneUpgradeOptions struct {
 }
 
 func newDataplaneUpgradeCommand(g *globals) *cobra.Command {
-	o := &dataplaneUpgradeOptions{globals: g, statusWait: 15 * time.Second}
+	o := &dataplaneUpgradeOptions{globals: g}
 	cmd := &cobra.Command{
 		Use:   "upgrade [-n NS] [WORKLOAD...|--all] [--gateways] [--batch N] [--wait]",
 		Short: "Restart outdated workloads so their pods get the revision they resolve to",
@@ -177,8 +205,13 @@ workload's own rolling update (and PodDisruptionBudget) applies.
 Choose the workloads by name (a name, or kind/name; -n narrows to a namespace) or
 take them all with --all. Gateways are upgraded only with --gateways: with
 --gateways alone, only the gateways; with --all --gateways, everything.
---batch N restarts N workloads at a time and waits for each batch to roll out
-before the next.`,
+--batch N keeps N rollouts in flight: as soon as one finishes, the next
+workload is restarted. --timeout bounds each rollout, --overall-timeout (off by
+default) the whole upgrade. Progress lines show the throughput and an estimate
+of the time left. The work list is computed from the pods themselves, so
+running the same command again after an interruption or a timeout continues
+where it stopped: workloads already upgraded are not in it, and a workload
+still rolling out from an earlier run is followed rather than restarted again.`,
 		Example: `  meshrev dataplane upgrade --all --wait
   meshrev dataplane upgrade -n default reviews-v1 reviews-v3 --wait
   meshrev dataplane upgrade --gateways --wait
@@ -195,9 +228,10 @@ before the next.`,
 	f.StringVarP(&o.namespace, "namespace", "n", "", "only workloads of this namespace (default: all namespaces)")
 	f.BoolVar(&o.all, "all", false, "upgrade every outdated workload (gateways only with --gateways)")
 	f.BoolVar(&o.gateways, "gateways", false, "upgrade gateways too (alone: only gateways)")
-	f.IntVar(&o.batch, "batch", 0, "restart this many workloads at a time, waiting for each batch (0: all at once)")
+	f.IntVar(&o.batch, "batch", 0, "keep this many rollouts in flight, restarting the next as one finishes (0: all at once)")
 	f.BoolVar(&o.wait, "wait", false, "follow the rollouts until they complete")
-	f.DurationVar(&o.timeout, "timeout", defaultTimeout, "how long to wait for all rollouts")
+	f.DurationVar(&o.timeout, "timeout", defaultTimeout, "how long to wait for each rollout")
+	f.DurationVar(&o.overallTimeout, "overall-timeout", 0, "how long to wait for the whole upgrade (0: no limit)")
 	return cmd
 }
 
@@ -211,6 +245,8 @@ func (o *dataplaneUpgradeOptions) validate() error {
 		return fmt.Errorf("dataplane upgrade: --batch must be 0 (all at once) or more, got %d", o.batch)
 	case o.timeout <= 0:
 		return fmt.Errorf("dataplane upgrade: --timeout must be positive, got %s", o.timeout)
+	case o.overallTimeout < 0:
+		return fmt.Errorf("dataplane upgrade: --overall-timeout must be 0 (no limit) or positive, got %s", o.overallTimeout)
 	}
 	if o.namespace != "" {
 		if errs := validation.IsDNS1123Label(o.namespace); len(errs) > 0 {
@@ -281,40 +317,23 @@ func (o *dataplaneUpgradeOptions) choose(report []v1alpha1.WorkloadStatus) (sele
 	return s, nil
 }
 
-// freshMesh reads the Mesh, waiting a little for the controller's report to
-// describe the latest spec (right after a promotion it may not yet).
-func (o *dataplaneUpgradeOptions) freshMesh(ctx context.Context, c client.Reader) (*v1alpha1.Mesh, error) {
-	deadline := time.Now().Add(o.statusWait)
-	for {
-		m, err := getMesh(ctx, c)
-		if err != nil {
-			return nil, err
-		}
-		if m.Status.ObservedGeneration >= m.Generation {
-			return m, nil
-		}
-		if time.Now().After(deadline) {
-			fmt.Fprintf(o.streams.ErrOut, "Warning: the controller has not reported on Mesh generation %d yet (last report: %d); upgrading from the last report\n", m.Generation, m.Status.ObservedGeneration)
-			return m, nil
-		}
-		select {
-		case <-ctx.Done():
-			return nil, ctx.Err()
-		case <-time.After(pollInterval):
-		}
-	}
-}
-
 func (o *dataplaneUpgradeOptions) run(ctx context.Context) error {
 	c, err := o.Client()
 	if err != nil {
 		return err
 	}
-	m, err := o.freshMesh(ctx, c)
+	m, err := getMesh(ctx, c)
 	if err != nil {
 		return fmt.Errorf("dataplane upgrade: %w", err)
 	}
-	sel, err := o.choose(m.Status.DataPlane.OutdatedWorkloads)
+	// The work list comes from the pods and the current spec, never from
+	// the (bounded) status: a rerun after an interruption sees only what is
+	// still outdated, and continues from there.
+	outdated, err := outdatedWorkloads(ctx, c, m, o.ownNamespace, o.namespace)
+	if err != nil {
+		return fmt.Errorf("dataplane upgrade: %w", err)
+	}
+	sel, err := o.choose(outdated)
 	if err != nil {
 		return fmt.Errorf("dataplane upgrade: %w", err)
 	}
@@ -326,29 +345,18 @@ func (o *dataplaneUpgradeOptions) run(ctx context.Context) error {
 		return nil
 	}
 
-	rw := newRolloutWaiter(c, o.streams.Out, len(sel.restart), o.timeout)
-	size := o.batch
-	if size == 0 {
-		size = len(sel.restart)
+	u := &upgrader{
+		c:              c,
+		out:            o.streams.Out,
+		inFlight:       o.batch,
+		follow:         o.wait || o.batch > 0,
+		rolloutTimeout: o.timeout,
+		overall:        o.overallTimeout,
+		at:             o.now().Format(time.RFC3339),
+		interval:       pollInterval,
 	}
-	at := o.now().Format(time.RFC3339)
-	for start := 0; start < len(sel.restart); start += size {
-		batch := sel.restart[start:min(start+size, len(sel.restart))]
-		var targets []rolloutTarget
-		for _, w := range batch {
-			gen, err := restart(ctx, c, w, at)
-			if err != nil {
-				return fmt.Errorf("dataplane upgrade: %w", err)
-			}
-			fmt.Fprintf(o.streams.Out, "%s in %s restarted\n", w, w.Namespace)
-			targets = append(targets, rolloutTarget{ref: w, generation: gen})
-		}
-		last := start+size >= len(sel.restart)
-		if o.wait || (o.batch > 0 && !last) {
-			if err := rw.wait(ctx, targets); err != nil {
-				return fmt.Errorf("dataplane upgrade: %w", err)
-			}
-		}
+	if err := u.run(ctx, sel.restart); err != nil {
+		return fmt.Errorf("dataplane upgrade: %w", err)
 	}
 	if len(sel.unrestartable) > 0 {
 		for _, u := range sel.unrestartable {

@@ -175,7 +175,8 @@ func TestDataPlaneStatusRenders(t *testing.T) {
 	fx := fixtures()
 	for name, tc := range cases {
 		t.Run(name, func(t *testing.T) {
-			v := buildDataPlaneView(fx[tc.fixture].mesh, tc.namespace)
+			m := fx[tc.fixture].mesh
+			v := buildDataPlaneView(m, m.Status.DataPlane.OutdatedWorkloads, tc.namespace)
 			file := "dataplane-" + tc.fixture
 			if tc.namespace != "" {
 				file += "-ns-" + tc.namespace
@@ -254,4 +255,21 @@ func TestVerifyRenders(t *testing.T) {
 // goldenName turns a case name into a file name.
 func goldenName(s string) string {
 	return strings.NewReplacer(" ", "-", ",", "", "'", "").Replace(s)
+}
+
+func TestStatusWithoutCountingPodsTakesTheMeshCounts(t *testing.T) {
+	fx := fixtures()["canary-deployed"]
+	v := buildStatusView(fx.mesh, fx.nsLabels, nil, defaultOwnNamespace)
+	require.False(t, v.PodsCounted)
+	for _, r := range v.Revisions {
+		for _, rs := range fx.mesh.Status.Revisions {
+			if rs.Name == r.Name {
+				require.Equal(t, rs.Pods, r.Pods, "revision %s counts what the Mesh status reports", r.Name)
+			}
+		}
+	}
+	var table bytes.Buffer
+	require.NoError(t, renderStatus(&table, v, false))
+	require.NotContains(t, table.String(), "PODS BY REVISION")
+	assertGolden(t, "status-canary-deployed-mesh-counts.golden", table.Bytes())
 }

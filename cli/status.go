@@ -32,8 +32,8 @@ type StatusView struct {
 	Previous string `json:"previous,omitempty"`
 	// Revisions are the published revisions, in the Mesh's order.
 	Revisions []RevisionView `json:"revisions"`
-	// Namespaces are the namespaces that carry an injection label or run
-	// injected pods.
+	// Namespaces are the namespaces that carry an injection label or (with
+	// --pods) run injected pods.
 	Namespaces []NamespaceView `json:"namespaces"`
 	// DataPlane counts the injected pods, from the controller's report.
 	DataPlane DataPlaneCounts `json:"dataPlane"`
@@ -42,6 +42,9 @@ type StatusView struct {
 	// Stale is set when the controller has not yet reported on the latest
 	// spec, so readiness and counts may lag.
 	Stale bool `json:"stale,omitempty"`
+	// PodsCounted is set when the namespaces' pods were counted (--pods);
+	// otherwise the namespaces carry no counts.
+	PodsCounted bool `json:"podsCounted,omitempty"`
 }
 
 // NextView is the next step of the lifecycle (revisions.Next).
@@ -105,16 +108,22 @@ const (
 )
 
 func newStatusCommand(g *globals) *cobra.Command {
-	return &cobra.Command{
+	var countPods bool
+	cmd := &cobra.Command{
 		Use:   "status",
 		Short: "Show the control-plane revisions, namespaces, pods, phase and next step",
-		Args:  noArgs,
+		Long: `Show the control-plane revisions, the namespaces that carry an injection
+label, the data plane's counts, the phase and the next step. The counts come
+from the controller's report in the Mesh status, so this stays fast on a
+large cluster; --pods also counts each namespace's pods per revision, by
+listing every injected pod (metadata only, in pages).`,
+		Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			c, err := g.Client()
 			if err != nil {
 				return err
 			}
-			v, err := gatherStatus(cmd.Context(), c, g.ownNamespace)
+			v, err := gatherStatus(cmd.Context(), c, g.ownNamespace, countPods)
 			if err != nil {
 				return fmt.Errorf("status: %w", err)
 			}
@@ -124,10 +133,13 @@ func newStatusCommand(g *globals) *cobra.Command {
 			return renderStatus(g.streams.Out, v, g.colour())
 		},
 	}
+	cmd.Flags().BoolVar(&countPods, "pods", false, "count each namespace's pods per revision (lists every injected pod)")
+	return cmd
 }
 
-// gatherStatus reads the Mesh, the namespaces and the injected pods' metadata.
-func gatherStatus(ctx context.Context, c client.Reader, ownNamespace string) (*StatusView, error) {
+// gatherStatus reads the Mesh and the namespaces, and with countPods the
+// injected pods' metadata (in pages) for the per-namespace counts.
+func gatherStatus(ctx context.Context, c client.Reader, ownNamespace string, countPods bool) (*StatusView, error) {
 	mesh, err := getMesh(ctx, c)
 	if err != nil {
 		return nil, err
@@ -136,7 +148,10 @@ func gatherStatus(ctx context.Context, c client.Reader, ownNamespace string) (*S
 	if err != nil {
 		return nil, err
 	}
-	pods, err := readmodel.InjectedPods(ctx, c, false)
+	if !countPods {
+		return buildStatusView(mesh, labels, nil, ownNamespace), nil
+	}
+	pods, err := readmodel.InjectedPods(ctx, c, false, client.Limit(readmodel.PageSize))
 	if err != nil {
 		return nil, err
 	}
@@ -151,7 +166,9 @@ func gatherStatus(ctx context.Context, c client.Reader, ownNamespace string) (*S
 }
 
 // buildStatusView turns what was read into the view; pure, so that the view
-// of fixed objects can be checked.
+// of fixed objects can be checked. pods (namespace → revision → count) is
+// nil when the pods were not counted: the revisions' counts then come from
+// the Mesh status and the namespaces show none.
 func buildStatusView(mesh *v1alpha1.Mesh, nsLabels map[string]map[string]string, pods map[string]map[string]int32, ownNamespace string) *StatusView {
 	spec := &mesh.Spec
 	v := &StatusView{
@@ -180,7 +197,11 @@ func buildStatusView(mesh *v1alpha1.Mesh, nsLabels map[string]map[string]string,
 	reported := map[string]v1alpha1.RevisionStatus{}
 	for _, rs := range mesh.Status.Revisions {
 		reported[rs.Name] = rs
+		if pods == nil {
+			perRevision[rs.Name] = rs.Pods
+		}
 	}
+	v.PodsCounted = pods != nil
 	for _, r := range spec.Revisions {
 		rv := RevisionView{
 			Name:       r.Name,
@@ -305,7 +326,10 @@ func renderStatus(w io.Writer, v *StatusView, color bool) error {
 	if len(v.Namespaces) == 0 {
 		b.WriteString("No namespace carries an injection label.\n")
 	} else {
-		rows := [][]string{{p.bold("NAMESPACE"), p.bold("LABEL"), p.bold("NEW PODS GET"), p.bold("PODS BY REVISION")}}
+		rows := [][]string{{p.bold("NAMESPACE"), p.bold("LABEL"), p.bold("NEW PODS GET")}}
+		if v.PodsCounted {
+			rows[0] = append(rows[0], p.bold("PODS BY REVISION"))
+		}
 		for _, ns := range v.Namespaces {
 			target := p.dim("no sidecar (" + string(ns.Reason) + ")")
 			if ns.Revision != "" {
@@ -322,7 +346,11 @@ func renderStatus(w io.Writer, v *StatusView, color bool) error {
 			if podText == "" {
 				podText = "-"
 			}
-			rows = append(rows, []string{ns.Name, ns.Label, target, podText})
+			row := []string{ns.Name, ns.Label, target}
+			if v.PodsCounted {
+				row = append(row, podText)
+			}
+			rows = append(rows, row)
 		}
 		b.WriteString(table(rows))
 	}

@@ -115,3 +115,16 @@ func selectorOf(obj client.Object) *metav1.LabelSelector {
 	}
 	return nil
 }
+
+// templateAnnotations returns the pod-template annotations of a workload.
+func templateAnnotations(obj client.Object) map[string]string {
+	switch o := obj.(type) {
+	case *appsv1.Deployment:
+		return o.Spec.Template.Annotations
+	case *appsv1.StatefulSet:
+		return o.Spec.Template.Annotations
+	case *appsv1.DaemonSet:
+		return o.Spec.Template.Annotations
+	}
+	return nil
+}

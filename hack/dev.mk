@@ -20,3 +20,11 @@ test-demo: ## Run `make demo` on a throw-away cluster in a temp dir (ports DEMO_
 	else rc=$$?; echo "manager log: $$dir/logs/manager.log"; tail -30 "$$dir/logs/manager.log"; hack/dev.sh down >/dev/null 2>&1; exit $$rc; fi
 
 .PHONY: dev-up dev-down demo test-demo
+
+SIZE ?= 1000
+BATCH ?= 10
+
+bench-scale: ## meshrev at SIZE pods on a throw-away kwok cluster: create, canary, promote, dataplane upgrade --batch BATCH --wait, unpublish; prints the figures of BENCHMARKS.md (not part of make test)
+	SIZE=$(SIZE) BATCH=$(BATCH) hack/bench-scale.sh
+
+.PHONY: bench-scale

@@ -9,12 +9,14 @@ package readmodel
 import (
 	"context"
 	"fmt"
+	"slices"
 	"strings"
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime/schema"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/meshrev/meshrev/revisions"
@@ -75,31 +77,52 @@ func Namespaces(ctx context.Context, r client.Reader) (map[string]map[string]str
 	return out, nil
 }
 
+// PageSize is the page size of the metadata lists sent to the API server
+// (the CLI): a large cluster's pods come in pages, never in one response.
+const PageSize = 500
+
 // InjectedPods lists the live pods that carry the meshrev.io/revision label
-// (metadata only). With owners, each pod gets its top owner, at the cost of
-// one metadata list of ReplicaSets per namespace that has a ReplicaSet-owned
-// pod; without, Owner is left empty.
-func InjectedPods(ctx context.Context, r client.Reader, owners bool) ([]revisions.Pod, error) {
-	list := &metav1.PartialObjectMetadataList{}
-	list.SetGroupVersionKind(corev1.SchemeGroupVersion.WithKind("PodList"))
-	if err := r.List(ctx, list, client.HasLabels{revisions.LabelRevision}); err != nil {
+// (metadata only); opts narrow the list (client.InNamespace: the controller
+// reads one namespace of its cache at a time, through the cache's namespace
+// index; client.Limit: pages from the API server). With owners, each pod
+// gets its top owner, at the cost of one metadata list of ReplicaSets per
+// namespace that has a ReplicaSet-owned pod (paged from the API server: one
+// cluster-wide list when there are several); without, Owner is left empty.
+func InjectedPods(ctx context.Context, r client.Reader, owners bool, opts ...client.ListOption) ([]revisions.Pod, error) {
+	items, err := listMeta(ctx, r, corev1.SchemeGroupVersion.WithKind("PodList"), append([]client.ListOption{client.HasLabels{revisions.LabelRevision}}, opts...))
+	if err != nil {
 		return nil, fmt.Errorf("list pods with label %s: %w", revisions.LabelRevision, err)
 	}
 	// Only the ReplicaSets of namespaces with a ReplicaSet-owned pod matter.
 	rsOwners := map[string]*metav1.OwnerReference{}
-	listed := map[string]bool{}
-	out := make([]revisions.Pod, 0, len(list.Items))
-	for i := range list.Items {
-		p := &list.Items[i]
+	if owners {
+		var namespaces []string
+		seen := map[string]bool{}
+		for i := range items {
+			p := &items[i]
+			if ref := metav1.GetControllerOfNoCopy(p); ref != nil && ref.Kind == "ReplicaSet" && p.DeletionTimestamp == nil && !seen[p.Namespace] {
+				seen[p.Namespace] = true
+				namespaces = append(namespaces, p.Namespace)
+			}
+		}
+		// From the API server (paged), many namespaces take one paged
+		// cluster-wide list rather than a request per namespace; the
+		// cache answers per namespace from its index.
+		if paged(opts) && len(namespaces) > 1 {
+			namespaces = []string{""}
+		}
+		for _, ns := range namespaces {
+			if err := replicaSetOwners(ctx, r, ns, rsOwners, opts); err != nil {
+				return nil, err
+			}
+		}
+	}
+	out := make([]revisions.Pod, 0, len(items))
+	for i := range items {
+		p := &items[i]
 		// A terminating pod is on its way out: an upgrade does not wait for it.
 		if p.DeletionTimestamp != nil {
 			continue
-		}
-		if ref := metav1.GetControllerOfNoCopy(p); ref != nil && ref.Kind == "ReplicaSet" && owners && !listed[p.Namespace] {
-			listed[p.Namespace] = true
-			if err := replicaSetOwners(ctx, r, p.Namespace, rsOwners); err != nil {
-				return nil, err
-			}
 		}
 		pod := revisions.Pod{Namespace: p.Namespace, Name: p.Name, Labels: p.Labels, Annotations: p.Annotations}
 		if owners {
@@ -110,21 +133,68 @@ func InjectedPods(ctx context.Context, r client.Reader, owners bool) ([]revision
 	return out, nil
 }
 
+// paged reports whether opts ask for pages (client.Limit).
+func paged(opts []client.ListOption) bool {
+	for _, o := range opts {
+		if _, ok := o.(client.Limit); ok {
+			return true
+		}
+	}
+	return false
+}
+
 // replicaSetOwners adds the controlling owner of every ReplicaSet of
-// namespace to owners, keyed "namespace/name".
-func replicaSetOwners(ctx context.Context, r client.Reader, namespace string, owners map[string]*metav1.OwnerReference) error {
-	list := &metav1.PartialObjectMetadataList{}
-	list.SetGroupVersionKind(appsv1.SchemeGroupVersion.WithKind("ReplicaSetList"))
-	if err := r.List(ctx, list, client.InNamespace(namespace)); err != nil {
+// namespace ("" for all) to owners, keyed "namespace/name".
+func replicaSetOwners(ctx context.Context, r client.Reader, namespace string, owners map[string]*metav1.OwnerReference, opts []client.ListOption) error {
+	// Of the pods' options, only the page size applies to ReplicaSets.
+	var page []client.ListOption
+	for _, o := range opts {
+		if l, ok := o.(client.Limit); ok {
+			page = append(page, l)
+		}
+	}
+	if namespace != "" {
+		page = append(page, client.InNamespace(namespace))
+	}
+	items, err := listMeta(ctx, r, appsv1.SchemeGroupVersion.WithKind("ReplicaSetList"), page)
+	if err != nil {
 		return fmt.Errorf("list replicasets in %s: %w", namespace, err)
 	}
-	for i := range list.Items {
-		rs := &list.Items[i]
+	for i := range items {
+		rs := &items[i]
 		if ref := metav1.GetControllerOf(rs); ref != nil {
 			owners[rs.Namespace+"/"+rs.Name] = ref
 		}
 	}
 	return nil
+}
+
+// listMeta lists metadata-only objects of kind (a ...List kind), page by
+// page when opts carry a client.Limit (the API server; the cache answers in
+// one page and says "continue-not-supported").
+func listMeta(ctx context.Context, r client.Reader, kind schema.GroupVersionKind, opts []client.ListOption) ([]metav1.PartialObjectMetadata, error) {
+	var items []metav1.PartialObjectMetadata
+	cont := ""
+	for {
+		list := &metav1.PartialObjectMetadataList{}
+		list.SetGroupVersionKind(kind)
+		page := opts
+		if cont != "" {
+			page = append(slices.Clone(opts), client.Continue(cont))
+		}
+		if err := r.List(ctx, list, page...); err != nil {
+			return nil, err
+		}
+		if items == nil {
+			items = list.Items
+		} else {
+			items = append(items, list.Items...)
+		}
+		cont = list.Continue
+		if cont == "" || cont == "continue-not-supported" {
+			return items, nil
+		}
+	}
 }
 
 // TopOwner follows a pod's controller reference to the workload that owns

@@ -10,6 +10,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
 	"strings"
@@ -24,12 +25,15 @@ import (
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/rest"
+	"k8s.io/client-go/util/workqueue"
 	"k8s.io/utils/ptr"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/controller"
+	"sigs.k8s.io/controller-runtime/pkg/event"
 	"sigs.k8s.io/controller-runtime/pkg/handler"
 	"sigs.k8s.io/controller-runtime/pkg/log"
+	ctrlmetrics "sigs.k8s.io/controller-runtime/pkg/metrics"
 	"sigs.k8s.io/controller-runtime/pkg/predicate"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 	"sigs.k8s.io/controller-runtime/pkg/source"
@@ -57,6 +61,10 @@ type Options struct {
 	// (the injector's own rendering); a revision whose templates do not gets
 	// the condition TemplatesReady=False and an Event, until fixed.
 	TemplatesCheck func(ctx context.Context, mesh *v1alpha1.Mesh, rev v1alpha1.Revision) error
+	// Coalesce is how long pod events are gathered before one reconcile
+	// (DefaultCoalesce when 0): under churn, at most one reconcile and one
+	// status write per Coalesce.
+	Coalesce time.Duration
 
 	// RestConfig is the cluster Helm installs the helm control planes into
 	// (the manager's); without it a helm control plane fails with the reason.
@@ -65,6 +73,10 @@ type Options struct {
 	// repository and version (default <temp dir>/meshrev-charts).
 	ChartCacheDir string
 }
+
+// DefaultCoalesce is Options.Coalesce when unset: at most two status writes
+// a second under pod churn, well inside the 5 s status lag budget.
+const DefaultCoalesce = 500 * time.Millisecond
 
 // EventRecorder is the part of the events API the controller uses.
 type EventRecorder interface {
@@ -79,6 +91,14 @@ type Reconciler struct {
 	opts     Options
 	// helm runs the helm control planes' releases (nil without RestConfig).
 	helm *helmReleases
+	// dp keeps the data-plane report per namespace between reconciles.
+	dp *dataPlaneState
+	// staleRV is the Mesh resourceVersion the last status write replaced:
+	// seeing it again means the cache has not caught up with that write yet.
+	staleRV string
+	// lastWrite is when the status was last written (coalescing).
+	lastWrite time.Time
+	metrics   *controllerMetrics
 }
 
 // ControllerName names the controller (logs, metrics, events).
@@ -107,7 +127,14 @@ func New(mgr ctrl.Manager, opts Options) (controller.Controller, error) {
 	if opts.MeshNamespace == "" {
 		return nil, errors.New("controller options: MeshNamespace is required (the namespace of the control planes, e.g. istio-system)")
 	}
-	r := &Reconciler{client: mgr.GetClient(), recorder: mgr.GetEventRecorder(ControllerName), opts: opts}
+	if opts.Coalesce <= 0 {
+		opts.Coalesce = DefaultCoalesce
+	}
+	m, err := newControllerMetrics(ctrlmetrics.Registry)
+	if err != nil {
+		return nil, err
+	}
+	r := &Reconciler{client: mgr.GetClient(), recorder: mgr.GetEventRecorder(ControllerName), opts: opts, dp: newDataPlaneState(), metrics: m}
 	if opts.RestConfig != nil {
 		dir := opts.ChartCacheDir
 		if dir == "" {
@@ -124,12 +151,26 @@ func New(mgr ctrl.Manager, opts Options) (controller.Controller, error) {
 		return nil, fmt.Errorf("create the mesh controller: %w", err)
 	}
 	enqueue := handler.EnqueueRequestsFromMapFunc(func(context.Context, client.Object) []reconcile.Request {
-		return []reconcile.Request{{NamespacedName: types.NamespacedName{Name: v1alpha1.MeshName}}}
+		return []reconcile.Request{meshRequest}
 	})
 	injected := predicate.NewPredicateFuncs(func(o client.Object) bool {
 		_, ok := o.GetLabels()[revisions.LabelRevision]
 		return ok
 	})
+	// A pod's report depends on its labels, annotations, owner and whether
+	// it is terminating, not on its status: readiness changes are ignored.
+	podChanged := predicate.Funcs{UpdateFunc: func(e event.UpdateEvent) bool {
+		o, n := e.ObjectOld, e.ObjectNew
+		return !maps.Equal(o.GetLabels(), n.GetLabels()) || !maps.Equal(o.GetAnnotations(), n.GetAnnotations()) ||
+			(o.GetDeletionTimestamp() == nil) != (n.GetDeletionTimestamp() == nil) ||
+			!equality.Semantic.DeepEqual(o.GetOwnerReferences(), n.GetOwnerReferences())
+	}}
+	ownerChanged := predicate.Funcs{
+		UpdateFunc: func(e event.UpdateEvent) bool {
+			return !equality.Semantic.DeepEqual(e.ObjectOld.GetOwnerReferences(), e.ObjectNew.GetOwnerReferences())
+		},
+		DeleteFunc: func(event.DeleteEvent) bool { return false },
+	}
 	controlPlane := predicate.NewPredicateFuncs(func(o client.Object) bool {
 		return o.GetNamespace() == opts.MeshNamespace && o.GetLabels()[LabelApp] == AppIstiod
 	})
@@ -141,8 +182,11 @@ func New(mgr ctrl.Manager, opts Options) (controller.Controller, error) {
 		source.Kind(cache, client.Object(&v1alpha1.Mesh{}), &handler.EnqueueRequestForObject{}, predicate.NewPredicateFuncs(func(o client.Object) bool {
 			return o.GetName() == v1alpha1.MeshName
 		})),
-		source.Kind(cache, client.Object(&corev1.Namespace{}), enqueue, predicate.LabelChangedPredicate{}),
-		source.Kind(cache, client.Object(readmodel.PodMeta()), enqueue, injected),
+		source.Kind(cache, client.Object(&corev1.Namespace{}), r.markNamespace(0), predicate.LabelChangedPredicate{}),
+		source.Kind(cache, client.Object(readmodel.PodMeta()), r.markNamespace(opts.Coalesce), injected, podChanged),
+		// A pod's top owner goes through its ReplicaSet: a ReplicaSet that
+		// reaches the cache after its pods makes its namespace read again.
+		source.Kind(cache, client.Object(readmodel.ReplicaSetMeta()), r.markNamespace(opts.Coalesce), ownerChanged),
 		source.Kind(cache, client.Object(&appsv1.Deployment{}), enqueue, controlPlane),
 		source.Kind(cache, client.Object(&corev1.Service{}), enqueue, controlPlane),
 		source.Kind(cache, client.Object(&corev1.ConfigMap{}), enqueue, ownConfigMaps),
@@ -152,6 +196,42 @@ func New(mgr ctrl.Manager, opts Options) (controller.Controller, error) {
 		}
 	}
 	return c, nil
+}
+
+// meshRequest is the one request every watch enqueues.
+var meshRequest = reconcile.Request{NamespacedName: types.NamespacedName{Name: v1alpha1.MeshName}}
+
+// markNamespace is the handler of the pod and namespace watches: it marks
+// the object's namespace (a namespace's own name) for the next reconcile
+// and enqueues the Mesh, after delay so that a burst of events makes one
+// reconcile.
+func (r *Reconciler) markNamespace(delay time.Duration) handler.EventHandler {
+	mark := func(o client.Object, q workqueue.TypedRateLimitingInterface[reconcile.Request]) {
+		ns := o.GetNamespace()
+		if ns == "" {
+			ns = o.GetName()
+		}
+		r.dp.markDirty(ns)
+		if delay > 0 {
+			q.AddAfter(meshRequest, delay)
+		} else {
+			q.Add(meshRequest)
+		}
+	}
+	return handler.Funcs{
+		CreateFunc: func(_ context.Context, e event.CreateEvent, q workqueue.TypedRateLimitingInterface[reconcile.Request]) {
+			mark(e.Object, q)
+		},
+		UpdateFunc: func(_ context.Context, e event.UpdateEvent, q workqueue.TypedRateLimitingInterface[reconcile.Request]) {
+			mark(e.ObjectNew, q)
+		},
+		DeleteFunc: func(_ context.Context, e event.DeleteEvent, q workqueue.TypedRateLimitingInterface[reconcile.Request]) {
+			mark(e.Object, q)
+		},
+		GenericFunc: func(_ context.Context, e event.GenericEvent, q workqueue.TypedRateLimitingInterface[reconcile.Request]) {
+			mark(e.Object, q)
+		},
+	}
 }
 
 // Reconcile brings the cluster and the Mesh status in line with the Mesh spec.
@@ -165,6 +245,11 @@ func (r *Reconciler) Reconcile(ctx context.Context, req reconcile.Request) (reco
 	if mesh.DeletionTimestamp != nil {
 		return reconcile.Result{}, nil
 	}
+	if r.staleRV != "" && mesh.ResourceVersion == r.staleRV {
+		// The cache has not seen the last status write yet: computing from
+		// it would only end in a conflict. Its update event requeues too.
+		return reconcile.Result{RequeueAfter: 100 * time.Millisecond}, nil
+	}
 
 	if err := r.reconcileControlPlanes(ctx, &mesh); err != nil {
 		return reconcile.Result{}, err
@@ -173,27 +258,54 @@ func (r *Reconciler) Reconcile(ctx context.Context, req reconcile.Request) (reco
 	// the controller's backoff (the error returned at the end).
 	helmErr := r.reconcileHelm(ctx, &mesh)
 
-	facts, err := readmodel.Read(ctx, r.client, &mesh, r.opts.MeshNamespace)
-	if err != nil {
+	// The facts without the pods: the data-plane report is kept per
+	// namespace and only the namespaces that changed are read again.
+	computeStart := time.Now()
+	var facts revisions.Facts
+	var err error
+	if facts.Namespaces, err = readmodel.Namespaces(ctx, r.client); err != nil {
 		return reconcile.Result{}, fmt.Errorf("read the cluster for mesh %s: %w", mesh.Name, err)
 	}
-	status, steps := ComputeStatus(&mesh, StatusInput{OwnNamespace: r.opts.OwnNamespace, HistoryLimit: r.opts.HistoryLimit, Now: r.now()}, &facts)
+	if facts.ControlPlaneReady, err = readmodel.ControlPlaneReadiness(ctx, r.client, &mesh, r.opts.MeshNamespace); err != nil {
+		return reconcile.Result{}, fmt.Errorf("read the cluster for mesh %s: %w", mesh.Name, err)
+	}
+	dp, refreshed, err := r.dp.refresh(ctx, r.client, &mesh, r.opts.OwnNamespace, facts.Namespaces)
+	if err != nil {
+		return reconcile.Result{}, fmt.Errorf("read the pods for mesh %s: %w", mesh.Name, err)
+	}
+	r.metrics.namespacesRefreshed.Add(float64(refreshed))
+	status, steps := ComputeStatusWith(&mesh, StatusInput{OwnNamespace: r.opts.OwnNamespace, HistoryLimit: r.opts.HistoryLimit, Now: r.now()}, &facts, &dp)
+	r.metrics.computeSeconds.Observe(time.Since(computeStart).Seconds())
 	r.reportControlPlanes(&mesh, &status)
 	templatesBroke := r.templatesCondition(ctx, &mesh, &status)
 
 	// The steps (history, previous, recorded tags) are written before any
 	// relabel: the intent is on record first, and the relabel below is an
 	// invariant the next reconcile finishes whatever happened in between.
+	// A change of counts alone waits until Coalesce has passed since the
+	// last write, so that churn costs a few writes a second at most.
+	var result reconcile.Result
 	if !equality.Semantic.DeepEqual(mesh.Status, status) {
-		mesh.Status = status
-		if err := r.client.Status().Update(ctx, &mesh); err != nil {
-			if apierrors.IsConflict(err) {
-				logger.V(1).Info("mesh changed while reconciling; retrying", "mesh", mesh.Name)
-				return reconcile.Result{RequeueAfter: 100 * time.Millisecond}, nil
+		urgent := len(steps) > 0 || status.ObservedGeneration != mesh.Status.ObservedGeneration || status.Phase != mesh.Status.Phase
+		if wait := r.opts.Coalesce - time.Since(r.lastWrite); !urgent && wait > 0 {
+			result.RequeueAfter = wait
+		} else {
+			from := mesh.ResourceVersion
+			mesh.Status = status
+			if err := r.client.Status().Update(ctx, &mesh); err != nil {
+				if apierrors.IsConflict(err) {
+					// Someone else changed the Mesh (its spec, or another writer):
+					// say so, count it, and compute again from the fresh object.
+					r.metrics.statusConflicts.Inc()
+					logger.Info("warning: the Mesh changed while its status was written (409 conflict); recomputing", "mesh", mesh.Name, "resourceVersion", from)
+					return reconcile.Result{RequeueAfter: 100 * time.Millisecond}, nil
+				}
+				return reconcile.Result{}, fmt.Errorf("update status of mesh %s: %w", mesh.Name, err)
 			}
-			return reconcile.Result{}, fmt.Errorf("update status of mesh %s: %w", mesh.Name, err)
+			r.staleRV, r.lastWrite = from, time.Now()
+			r.metrics.statusWrites.Inc()
+			logger.V(1).Info("status updated", "phase", status.Phase, "outdated", status.DataPlane.Outdated)
 		}
-		logger.V(1).Info("status updated", "phase", status.Phase, "outdated", status.DataPlane.Outdated)
 	}
 	if templatesBroke != nil {
 		r.recorder.Eventf(&mesh, nil, corev1.EventTypeWarning, templatesBroke.Reason, "Inject", "%s", templatesBroke.Message)
@@ -213,9 +325,9 @@ func (r *Reconciler) Reconcile(ctx context.Context, req reconcile.Request) (reco
 		return reconcile.Result{}, err
 	}
 	if helmErr != nil {
-		return reconcile.Result{}, fmt.Errorf("helm control planes of mesh %s: %w", mesh.Name, helmErr)
+		return result, fmt.Errorf("helm control planes of mesh %s: %w", mesh.Name, helmErr)
 	}
-	return reconcile.Result{}, nil
+	return result, nil
 }
 
 // templatesCondition sets ConditionTemplatesReady in st from

@@ -46,10 +46,17 @@ type StatusInput struct {
 // controller last wrote, and the facts read from the cluster. It returns the new status and the
 // lifecycle steps it recorded in history (for events).
 func ComputeStatus(mesh *v1alpha1.Mesh, in StatusInput, facts *revisions.Facts) (v1alpha1.MeshStatus, []v1alpha1.HistoryEntry) {
+	dp := ReportDataPlane(&mesh.Spec, in.OwnNamespace, facts)
+	return ComputeStatusWith(mesh, in, facts, &dp)
+}
+
+// ComputeStatusWith is ComputeStatus with the data-plane report given (the
+// controller keeps it per namespace and merges it; facts.Pods is not read).
+func ComputeStatusWith(mesh *v1alpha1.Mesh, in StatusInput, facts *revisions.Facts, dataPlane *DataPlane) (v1alpha1.MeshStatus, []v1alpha1.HistoryEntry) {
 	spec := &mesh.Spec
 	steps := DetectSteps(spec, &mesh.Status, in.Now)
 
-	dp, podsByRev := revisions.DataPlaneReport(spec, in.OwnNamespace, facts)
+	dp := dataPlane.Status
 	nsByRev := namespacesByRevision(spec, in.OwnNamespace, facts.Namespaces)
 
 	st := v1alpha1.MeshStatus{
@@ -65,7 +72,8 @@ func ComputeStatus(mesh *v1alpha1.Mesh, in StatusInput, facts *revisions.Facts) 
 			Tags:              revisions.Tags(spec, r.Name),
 			ControlPlaneReady: facts.ControlPlaneReady[r.Name],
 			Namespaces:        nsByRev[r.Name],
-			Pods:              podsByRev[r.Name],
+			Pods:              dataPlane.PodsByRevision[r.Name],
+			OutdatedWorkloads: dataPlane.OutdatedWorkloadsByRevision[r.Name],
 		})
 	}
 
@@ -204,7 +212,7 @@ func conditions(spec *v1alpha1.MeshSpec, st v1alpha1.MeshStatus, pending []strin
 	case st.Phase == v1alpha1.PhaseStable:
 		progressing.Status = metav1.ConditionFalse
 	case st.Phase == v1alpha1.PhaseDataPlaneUpgrading:
-		progressing.Message = fmt.Sprintf("%d pods in %d workloads still run an outdated sidecar; %s", st.DataPlane.Outdated, len(st.DataPlane.OutdatedWorkloads), next.Text)
+		progressing.Message = fmt.Sprintf("%d pods in %d workloads still run an outdated sidecar; %s", st.DataPlane.Outdated, st.DataPlane.OutdatedWorkloadCount, next.Text)
 	}
 	return []metav1.Condition{ready, progressing}
 }

@@ -169,7 +169,7 @@ func TestComputeStatus(t *testing.T) {
 				phase:    v1alpha1.PhaseDataPlaneUpgrading,
 				previous: "1-22-6",
 				revisions: []v1alpha1.RevisionStatus{
-					{Name: "1-22-6", Version: "1.22.6", ControlPlaneReady: true, Pods: 1},
+					{Name: "1-22-6", Version: "1.22.6", ControlPlaneReady: true, Pods: 1, OutdatedWorkloads: 1},
 					{Name: "1-23-6", Version: "1.23.6", Tags: []string{"stable"}, ControlPlaneReady: true, Namespaces: []string{"bookinfo", "web"}},
 				},
 				history:     []v1alpha1.HistoryEntry{install, step(revisions.ActionPromote, "1-22-6", "1-23-6")},
@@ -308,8 +308,8 @@ func BenchmarkComputeStatus(b *testing.B) {
 	b.ReportAllocs()
 	for b.Loop() {
 		st, _ := ComputeStatus(mesh, StatusInput{OwnNamespace: "meshrev-system", Now: t1}, facts)
-		if st.DataPlane.Outdated != 5000 || len(st.DataPlane.OutdatedWorkloads) != 1000 {
-			b.Fatalf("unexpected report: %d outdated in %d workloads", st.DataPlane.Outdated, len(st.DataPlane.OutdatedWorkloads))
+		if st.DataPlane.Outdated != 5000 || st.DataPlane.OutdatedWorkloadCount != 1000 || len(st.DataPlane.OutdatedWorkloads) != v1alpha1.MaxListedOutdatedWorkloads {
+			b.Fatalf("unexpected report: %d outdated in %d workloads, %d listed", st.DataPlane.Outdated, st.DataPlane.OutdatedWorkloadCount, len(st.DataPlane.OutdatedWorkloads))
 		}
 	}
 }

@@ -289,6 +289,13 @@ type RevisionStatus struct {
 	// release, its status, chart version and last error.
 	// +optional
 	ControlPlane *ControlPlaneStatus `json:"controlPlane,omitempty"`
+
+	// Bounded data-plane report (fields of their own; issue 13).
+
+	// OutdatedWorkloads counts the workloads with pods that run this
+	// revision's sidecar but resolve to another revision today.
+	// +optional
+	OutdatedWorkloads int32 `json:"outdatedWorkloads,omitempty"`
 }
 
 // DataPlaneStatus reports the injected pods and which of them are outdated.
@@ -299,10 +306,27 @@ type DataPlaneStatus struct {
 	UpToDate int32 `json:"upToDate"`
 	// Outdated is the number of pods that run another revision.
 	Outdated int32 `json:"outdated"`
-	// OutdatedWorkloads groups the outdated pods by their top owner.
+	// OutdatedWorkloads groups the outdated pods by their top owner, in
+	// namespace, kind, name order, bounded so that the Mesh does not grow with
+	// the cluster: a workload is listed only when it is among the first
+	// MaxListedOutdatedWorkloads (10) outdated workloads of one of the
+	// revisions its pods run, so at most 10 per revision. OutdatedWorkloadCount
+	// says how many there are; the complete list is computed by whoever needs
+	// it (meshrev dataplane status, meshrev dataplane upgrade) from the pods.
 	// +optional
 	OutdatedWorkloads []WorkloadStatus `json:"outdatedWorkloads,omitempty"`
+
+	// Bounded data-plane report (fields of their own; issue 13).
+
+	// OutdatedWorkloadCount is the number of workloads with outdated pods
+	// (OutdatedWorkloads lists the first of them).
+	// +optional
+	OutdatedWorkloadCount int32 `json:"outdatedWorkloadCount,omitempty"`
 }
+
+// MaxListedOutdatedWorkloads bounds DataPlaneStatus.OutdatedWorkloads: at
+// most this many outdated workloads per revision are listed in the status.
+const MaxListedOutdatedWorkloads = 10
 
 // WorkloadStatus is one workload (Deployment, StatefulSet, DaemonSet or bare
 // Pod) with outdated pods.
