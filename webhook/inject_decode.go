@@ -387,7 +387,15 @@ func decodePod(b []byte) (*podIn, error) {
 				case "hostNetwork":
 					return w.decodeInto(&spec.HostNetwork)
 				case "initContainers":
-					return w.names(&spec.InitContainers)
+					err := w.containers(&spec.InitFull)
+					spec.InitContainers = nil
+					if spec.InitFull != nil {
+						spec.InitContainers = make([]namedIn, len(spec.InitFull))
+						for j, c := range spec.InitFull {
+							spec.InitContainers[j] = namedIn{c.Name}
+						}
+					}
+					return err
 				case "volumes":
 					return w.names(&spec.Volumes)
 				case "containers":
@@ -452,6 +460,14 @@ func (w *jsonWalker) containers(dst *[]containerIn) error {
 				s, err := w.span()
 				c.VolumeMounts = s
 				return err
+			case "livenessProbe":
+				return w.decodeInto(&c.LivenessProbe)
+			case "readinessProbe":
+				return w.decodeInto(&c.ReadinessProbe)
+			case "startupProbe":
+				return w.decodeInto(&c.StartupProbe)
+			case "lifecycle":
+				return w.decodeInto(&c.Lifecycle)
 			}
 			return w.skip()
 		})
@@ -486,6 +502,8 @@ func (w *jsonWalker) meta(m *podMeta) error {
 				var o ownerIn
 				_, err := w.object(func(key []byte) error {
 					switch string(key) {
+					case "apiVersion":
+						return w.stringValue(&o.APIVersion)
 					case "kind":
 						return w.stringValue(&o.Kind)
 					case "name":

@@ -78,6 +78,18 @@ type MeshSpec struct {
 	UnknownRevisionPolicy UnknownRevisionPolicy `json:"unknownRevisionPolicy,omitempty"`
 }
 
+// SidecarMode is how a revision injects istio-proxy.
+type SidecarMode string
+
+const (
+	// SidecarModeAuto injects a native sidecar when every node supports it.
+	SidecarModeAuto SidecarMode = "Auto"
+	// SidecarModeNative always injects a native sidecar.
+	SidecarModeNative SidecarMode = "Native"
+	// SidecarModeClassic always injects istio-proxy as a container.
+	SidecarModeClassic SidecarMode = "Classic"
+)
+
 // Revision is one published control-plane revision.
 type Revision struct {
 	// Name is the revision's DNS label, by convention the version with dots
@@ -98,6 +110,15 @@ type Revision struct {
 	// and "gateway" replace the default injection templates for this revision.
 	// +optional
 	Templates string `json:"templates,omitempty"`
+	// SidecarMode says how istio-proxy is injected: Native as a Kubernetes
+	// native sidecar (an init container with restartPolicy Always, so that a
+	// Job's pod completes and init containers are in the mesh; Kubernetes ≥
+	// 1.33), Classic as a container, Auto (the default) natively when every
+	// node's kubelet is ≥ 1.33 in the manager's cache. The pod annotation
+	// sidecar.istio.io/nativeSidecar overrides it, as in Istio.
+	// +kubebuilder:validation:Enum=Auto;Native;Classic
+	// +optional
+	SidecarMode SidecarMode `json:"sidecarMode,omitempty"`
 	// ControlPlane, when set, makes the controller run this revision's control
 	// plane as the Deployment and Service istiod-<name> in the mesh namespace.
 	// +optional

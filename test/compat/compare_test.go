@@ -20,8 +20,8 @@ import (
 //   - meshrev's own metadata (labels and annotations meshrev.io/*) is dropped;
 //   - in the sidecar.istio.io/status annotation, meshrev's own keys
 //     (template, labels, annotations: what meshrev must remove on
-//     re-injection) are dropped, and Istio's "imagePullSecrets": null is
-//     the same as none;
+//     re-injection) are dropped, and a null list is the same as an empty
+//     one ("containers": null for a native sidecar, "imagePullSecrets": null);
 //   - values that are JSON documents (the sidecar.istio.io/status annotation,
 //     env vars holding JSON such as ISTIO_KUBE_APP_PROBERS) are compared as
 //     JSON, not as text, so that key order does not count.
@@ -49,8 +49,10 @@ func normalise(pod []byte) (map[string]any, error) {
 					delete(m, "template")
 					delete(m, "labels")
 					delete(m, "annotations")
-					if m["imagePullSecrets"] == nil {
-						delete(m, "imagePullSecrets")
+					for k, v := range m {
+						if l, ok := v.([]any); v == nil || ok && len(l) == 0 {
+							delete(m, k) // null and [] say the same
+						}
 					}
 				}
 				kv[key] = st

@@ -27,6 +27,7 @@ import (
 var (
 	update    = flag.Bool("update", false, "rewrite testdata/floors.json with the measured match rates")
 	generated = flag.Int("generated", 1000, "how many generated pods to compare")
+	dump      = flag.String("dump", "", "print both injectors' pods (normalised, as JSON) for the inputs whose name contains this")
 	showDiffs = flag.Int("show", 3, "how many differing inputs to print (with their differences) per set and mode")
 )
 
@@ -102,6 +103,9 @@ func TestCompat(t *testing.T) {
 				mo := meshrevInject(t, meshrev, testNamespace, in.Pod)
 				c, err := compare(io, mo)
 				require.NoError(t, err, "%s (%s)", in.Name, col)
+				if *dump != "" && strings.Contains(in.Name, *dump) {
+					dumpPods(t, in.Name+" "+col, io, mo)
+				}
 				res.Total++
 				if c.Same {
 					res.Same++
@@ -202,5 +206,22 @@ func checkFloors(t *testing.T, cols []string, results map[string]result) {
 		f, ok := floors[c]
 		require.True(t, ok, "no floor for %s in %s: run go test -update", c, floorsFile)
 		require.GreaterOrEqual(t, results[c].rate(), f, "%s: %d/%d identical to Istio, below the floor %.1f%% of %s", c, results[c].Same, results[c].Total, 100*f, floorsFile)
+	}
+}
+
+func dumpPods(t *testing.T, name string, istio, meshrev outcome) {
+	for _, o := range []struct {
+		who string
+		out outcome
+	}{{"istio", istio}, {"meshrev", meshrev}} {
+		if o.out.Refused {
+			t.Logf("%s %s: refused: %s", name, o.who, o.out.Message)
+			continue
+		}
+		m, err := normalise(o.out.Pod)
+		require.NoError(t, err)
+		b, err := json.MarshalIndent(m, "", "  ")
+		require.NoError(t, err)
+		t.Logf("%s %s:\n%s", name, o.who, b)
 	}
 }
