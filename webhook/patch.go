@@ -198,6 +198,18 @@ func buildPatch(p *podIn, prev *revisions.InjectionStatus, r *rendered, rev stri
 		return w.bytes(), nil
 	}
 
+	// Istio refuses a pod whose annotations it cannot apply.
+	if err := validateAnnotations(p.Metadata.Annotations); err != nil {
+		return nil, err
+	}
+	pc := &podContainers{initJSON: r.initJSON, initNames: r.initNames, proxyHead: r.proxyHead, proxyTail: r.proxyTail, volumeJSON: r.volumeJSON, volumeNames: r.volumeNames}
+	if !gateway {
+		var err error
+		if pc, err = containersFor(r, p.Metadata.Annotations); err != nil {
+			return nil, err
+		}
+	}
+
 	// The pod's own containers after the removals (new index = position).
 	apps := make([]*containerIn, 0, len(spec.Containers))
 	for j := range spec.Containers {
@@ -205,10 +217,10 @@ func buildPatch(p *podIn, prev *revisions.InjectionStatus, r *rendered, rev stri
 			apps = append(apps, &spec.Containers[j])
 		}
 	}
-	if err := checkConflicts("init container", spec.InitContainers, goneI, r.initNames); err != nil {
+	if err := checkConflicts("init container", spec.InitContainers, goneI, pc.initNames); err != nil {
 		return nil, err
 	}
-	if err := checkConflicts("volume", spec.Volumes, goneV, r.volumeNames); err != nil {
+	if err := checkConflicts("volume", spec.Volumes, goneV, pc.volumeNames); err != nil {
 		return nil, err
 	}
 	if !gateway {
@@ -256,9 +268,9 @@ func buildPatch(p *podIn, prev *revisions.InjectionStatus, r *rendered, rev stri
 	// order: an init container that needs the network runs before traffic
 	// is captured); with a native sidecar first, followed by istio-proxy, so
 	// that the pod's init containers are in the mesh.
-	initJSON := r.initJSON
+	initJSON := pc.initJSON
 	if native {
-		initJSON = append(slices.Clip(initJSON), nativeProxy(spliceEnv(r.proxyHead, r.proxyTail, podEnv), p.Metadata.Annotations))
+		initJSON = append(slices.Clip(initJSON), nativeProxy(spliceEnv(pc.proxyHead, pc.proxyTail, podEnv), p.Metadata.Annotations))
 	}
 	if len(initJSON) > 0 {
 		switch {
@@ -277,7 +289,7 @@ func buildPatch(p *podIn, prev *revisions.InjectionStatus, r *rendered, rev stri
 
 	// 3. Containers: appended (sidecar) or applied to the gateway's container.
 	// Empty lists, not null: Istio's tools read the same annotation.
-	status := revisions.InjectionStatus{Revision: rev, Template: revisions.TemplateSidecar, InitContainers: orEmpty(r.initNames), Volumes: orEmpty(r.volumeNames)}
+	status := revisions.InjectionStatus{Revision: rev, Template: revisions.TemplateSidecar, InitContainers: orEmpty(pc.initNames), Volumes: orEmpty(pc.volumeNames)}
 	if gateway {
 		status.Template = revisions.TemplateGateway
 		gi := gatewayIndex(nil, apps)
@@ -300,7 +312,7 @@ func buildPatch(p *podIn, prev *revisions.InjectionStatus, r *rendered, rev stri
 					status.Containers = slices.DeleteFunc(slices.Clone(status.Containers), func(n string) bool { return n == proxyContainerName })
 					continue
 				}
-				b = spliceEnv(r.proxyHead, r.proxyTail, podEnv)
+				b = spliceEnv(pc.proxyHead, pc.proxyTail, podEnv)
 				if hold {
 					// holdApplicationUntilProxyStarts: the proxy first,
 					// and the kubelet waits for it before the next container.
@@ -327,11 +339,11 @@ func buildPatch(p *podIn, prev *revisions.InjectionStatus, r *rendered, rev stri
 	}
 
 	// 4. Volumes are appended.
-	if len(r.volumeJSON) > 0 {
+	if len(pc.volumeJSON) > 0 {
 		if spec.Volumes == nil {
-			w.add("/spec/volumes", jsonArray(r.volumeJSON))
+			w.add("/spec/volumes", jsonArray(pc.volumeJSON))
 		} else {
-			for _, b := range r.volumeJSON {
+			for _, b := range pc.volumeJSON {
 				w.addIndexed("add", "/spec/volumes/", -1, b)
 			}
 		}
