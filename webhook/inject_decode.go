@@ -445,6 +445,8 @@ func (w *jsonWalker) containers(dst *[]containerIn) error {
 	out := []containerIn{}
 	isNull, err := w.array(func() error {
 		var c containerIn
+		w.ws()
+		start := w.i
 		_, err := w.object(func(key []byte) error {
 			switch string(key) {
 			case "name":
@@ -471,6 +473,7 @@ func (w *jsonWalker) containers(dst *[]containerIn) error {
 			}
 			return w.skip()
 		})
+		c.Raw = w.b[start:w.i]
 		out = append(out, c)
 		return err
 	})

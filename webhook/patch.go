@@ -65,6 +65,8 @@ type containerIn struct {
 	ReadinessProbe *corev1.Probe     `json:"readinessProbe"`
 	StartupProbe   *corev1.Probe     `json:"startupProbe"`
 	Lifecycle      *corev1.Lifecycle `json:"lifecycle"`
+	// Raw is the container's JSON (a pod's own istio-proxy is merged).
+	Raw json.RawMessage `json:"-"`
 }
 
 // patchWriter appends JSON Patch operations to a byte slice.
@@ -203,12 +205,6 @@ func buildPatch(p *podIn, prev *revisions.InjectionStatus, r *rendered, rev stri
 		return nil, err
 	}
 	pc := &podContainers{initJSON: r.initJSON, initNames: r.initNames, proxyHead: r.proxyHead, proxyTail: r.proxyTail, volumeJSON: r.volumeJSON, volumeNames: r.volumeNames}
-	if !gateway {
-		var err error
-		if pc, err = containersFor(r, p.Metadata.Annotations); err != nil {
-			return nil, err
-		}
-	}
 
 	// The pod's own containers after the removals (new index = position).
 	apps := make([]*containerIn, 0, len(spec.Containers))
@@ -224,13 +220,35 @@ func buildPatch(p *podIn, prev *revisions.InjectionStatus, r *rendered, rev stri
 		return nil, err
 	}
 	if !gateway {
-		names := make([]namedIn, len(apps))
-		for j, c := range apps {
-			names[j] = namedIn{c.Name}
+		names := make([]namedIn, 0, len(apps))
+		for _, c := range apps {
+			if c.Name != proxyContainerName || r.proxyIndex < 0 {
+				names = append(names, namedIn{c.Name})
+			}
 		}
 		if err := checkConflicts("container", names, nil, r.containerNames); err != nil {
 			return nil, err
 		}
+	}
+	// The pod's own istio-proxy (merge.go), and the pod's variant of the
+	// template's containers (podcontainers.go).
+	var own *ownProxy
+	ownIdx := -1
+	if !gateway && r.proxyIndex >= 0 {
+		var err error
+		if own, ownIdx, err = findOwnProxy(p, apps, prev != nil, native); err != nil {
+			return nil, err
+		}
+		if pc, err = containersFor(r, p.Metadata.Annotations, own.proxyUID()); err != nil {
+			return nil, err
+		}
+	}
+	proxyJSON := func(env [][]byte) ([]byte, error) {
+		b := spliceEnv(pc.proxyHead, pc.proxyTail, env)
+		if own != nil {
+			return own.merge(b)
+		}
+		return b, nil
 	}
 
 	dm := podDeployMeta(p.Metadata)
@@ -270,7 +288,15 @@ func buildPatch(p *podIn, prev *revisions.InjectionStatus, r *rendered, rev stri
 	// that the pod's init containers are in the mesh.
 	initJSON := pc.initJSON
 	if native {
-		initJSON = append(slices.Clip(initJSON), nativeProxy(spliceEnv(pc.proxyHead, pc.proxyTail, podEnv), p.Metadata.Annotations))
+		b, err := proxyJSON(podEnv)
+		if err != nil {
+			return nil, err
+		}
+		initJSON = append(slices.Clip(initJSON), nativeProxy(b, p.Metadata.Annotations))
+	}
+	if ownIdx >= 0 {
+		// The pod's own istio-proxy is replaced by the merged sidecar.
+		w.remove("/spec/containers/", ownIdx)
 	}
 	if len(initJSON) > 0 {
 		switch {
@@ -312,7 +338,9 @@ func buildPatch(p *podIn, prev *revisions.InjectionStatus, r *rendered, rev stri
 					status.Containers = slices.DeleteFunc(slices.Clone(status.Containers), func(n string) bool { return n == proxyContainerName })
 					continue
 				}
-				b = spliceEnv(pc.proxyHead, pc.proxyTail, podEnv)
+				if b, err = proxyJSON(podEnv); err != nil {
+					return nil, err
+				}
 				if hold {
 					// holdApplicationUntilProxyStarts: the proxy first,
 					// and the kubelet waits for it before the next container.
@@ -376,6 +404,9 @@ func buildPatch(p *podIn, prev *revisions.InjectionStatus, r *rendered, rev stri
 		removeKeys(&w, annotationsPrefix, aplan.have, slices.DeleteFunc(promRemove, func(k string) bool {
 			return slices.Contains(aplan.remove, k) || slices.ContainsFunc(promSet, func(e kvJSON) bool { return e.key == k })
 		}))
+	}
+	if own != nil && own.record != nil {
+		promSet = append(promSet, kv(annotationsPrefix, annotationProxyOverrides, string(own.record)))
 	}
 	aplan.write(&w, "/metadata/annotations", append(promSet,
 		kvJSON{key: revisions.AnnotationRev, raw: rev, path: pathAnnotationRev, value: revJSON},

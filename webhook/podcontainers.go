@@ -27,13 +27,16 @@ type podContainers struct {
 	volumeNames          []string
 }
 
-func containersFor(r *rendered, a map[string]string) (*podContainers, error) {
+// containersFor returns the pod's variant of r's containers for its
+// annotations a; uid is the pod's own proxy user that istio-init must
+// exempt instead of the template's ("" for the template's).
+func containersFor(r *rendered, a map[string]string, uid string) (*podContainers, error) {
 	pc := &podContainers{initJSON: r.initJSON, initNames: r.initNames, proxyHead: r.proxyHead, proxyTail: r.proxyTail,
 		volumeJSON: r.volumeJSON, volumeNames: r.volumeNames}
-	if len(a) == 0 {
+	if len(a) == 0 && uid == "" {
 		return pc, nil
 	}
-	if hasAny(a, initAnnotations) {
+	if hasAny(a, initAnnotations) || uid != "" {
 		pc.initJSON, pc.initNames = nil, nil
 		for _, c := range r.frag.InitContainers {
 			if c.Name == "istio-init" {
@@ -41,7 +44,17 @@ func containersFor(r *rendered, a map[string]string) (*podContainers, error) {
 					continue // nothing to capture
 				}
 				c = *c.DeepCopy()
-				c.Args = iptablesArgs(a)
+				if hasAny(a, initAnnotations) {
+					c.Args = iptablesArgs(a)
+				}
+				if uid != "" && a[annInterceptionMode] != "TPROXY" {
+					for j := 0; j+1 < len(c.Args); j++ {
+						if c.Args[j] == "-u" {
+							c.Args[j+1] = uid
+							break
+						}
+					}
+				}
 				if res, ok, err := annotatedResources(a); err != nil {
 					return nil, err
 				} else if ok {
