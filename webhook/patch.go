@@ -256,7 +256,13 @@ func buildPatch(p *podIn, prev *revisions.InjectionStatus, r *rendered, rev stri
 	if err != nil {
 		return nil, err
 	}
-	if pe := rewriteProbes(&w, p.Metadata.Annotations, apps, injectedEnv(spec, goneC, goneI, envAppProbers)); pe != nil {
+	inits := make([]*containerIn, 0, len(spec.InitFull))
+	for j := range spec.InitFull {
+		if !slices.Contains(goneI, j) {
+			inits = append(inits, &spec.InitFull[j])
+		}
+	}
+	if pe := rewriteProbes(&w, p.Metadata.Annotations, apps, inits, injectedEnv(spec, goneC, goneI, envAppProbers)); pe != nil {
 		podEnv = append(podEnv, pe)
 	}
 	var promRemove []string
@@ -366,13 +372,14 @@ func buildPatch(p *podIn, prev *revisions.InjectionStatus, r *rendered, rev stri
 		}
 	}
 
-	// 4. Volumes are appended.
+	// 4. Volumes.
 	if len(pc.volumeJSON) > 0 {
 		if spec.Volumes == nil {
 			w.add("/spec/volumes", jsonArray(pc.volumeJSON))
 		} else {
-			for _, b := range pc.volumeJSON {
-				w.addIndexed("add", "/spec/volumes/", -1, b)
+			// In front of the pod's own, where Istio's merge puts them.
+			for j, b := range pc.volumeJSON {
+				w.addIndexed("add", "/spec/volumes/", j, b)
 			}
 		}
 	}

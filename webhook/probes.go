@@ -53,7 +53,7 @@ func rewriteProbesEnabled(annots map[string]string) bool {
 // index after removals; prevProbers is the value an earlier injection gave
 // the agent, whose entries win (Istio's mergeOrAppendProbers), so that a
 // re-invocation keeps the original probes it can no longer see.
-func rewriteProbes(w *patchWriter, annots map[string]string, apps []*containerIn, prevProbers string) []byte {
+func rewriteProbes(w *patchWriter, annots map[string]string, apps, inits []*containerIn, prevProbers string) []byte {
 	if !rewriteProbesEnabled(annots) {
 		return nil
 	}
@@ -64,11 +64,24 @@ func rewriteProbes(w *patchWriter, annots map[string]string, apps []*containerIn
 		port, _ = strconv.Atoi(v)
 	}
 	probers := map[string]*appProber{}
+	// The pod's init containers too (a sidecar-style init container has
+	// probes), as Istio rewrites every container but istio-proxy.
+	type at struct {
+		base string
+		c    *containerIn
+	}
+	all := make([]at, 0, len(inits)+len(apps))
+	for j, c := range inits {
+		all = append(all, at{"/spec/initContainers/" + strconv.Itoa(j), c})
+	}
 	for j, c := range apps {
-		if c.Name == proxyContainerName {
+		all = append(all, at{"/spec/containers/" + strconv.Itoa(j), c})
+	}
+	for _, a := range all {
+		c, base := a.c, a.base
+		if c.Name == proxyContainerName || c.ReadinessProbe == nil && c.LivenessProbe == nil && c.StartupProbe == nil && c.Lifecycle == nil {
 			continue
 		}
-		base := "/spec/containers/" + strconv.Itoa(j)
 		prefix := "/app-health/" + c.Name + "/"
 		lcPrefix := "/app-lifecycle/" + c.Name + "/"
 		named := map[string]int32{}
