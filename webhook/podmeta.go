@@ -169,10 +169,15 @@ func prometheusMerge(annots map[string]string, statusPort int) (remove []string,
 			return nil, nil, nil, nil
 		}
 	}
+	type scrapeTarget struct {
+		Port string `json:"port"`
+		Path string `json:"path"`
+	}
 	var cfg struct {
-		Scrape string `json:"scrape"`
-		Path   string `json:"path"`
-		Port   string `json:"port"`
+		Scrape  string         `json:"scrape"`
+		Path    string         `json:"path"`
+		Port    string         `json:"port"`
+		Targets []scrapeTarget `json:"targets,omitempty"`
 	}
 	target := strconv.Itoa(statusPort)
 	for k, v := range annots {
@@ -194,12 +199,50 @@ func prometheusMerge(annots map[string]string, statusPort int) (remove []string,
 		}
 		remove = append(remove, k)
 	}
-	for k := range annots {
-		if prometheusKeys[sanitizeKey(k)] == "targets" {
-			remove = append(remove, k)
+	for k, v := range annots {
+		if prometheusKeys[sanitizeKey(k)] != "targets" {
+			continue
+		}
+		remove = append(remove, k)
+		// prometheus.istio.io/scrape-targets: "port:path,port:path"; one
+		// that does not parse is ignored, as Istio logs and ignores it.
+		var ts []scrapeTarget
+		ok := true
+		for e := range strings.SplitSeq(v, ",") {
+			if e = strings.TrimSpace(e); e == "" {
+				continue
+			}
+			port, path, _ := strings.Cut(e, ":")
+			if port = strings.TrimSpace(port); port == "" {
+				ok = false
+				break
+			}
+			if path = strings.TrimSpace(path); path == "" {
+				path = "/metrics"
+			}
+			ts = append(ts, scrapeTarget{port, path})
+		}
+		if ok {
+			cfg.Targets = ts
 		}
 	}
-	if cfg.Port != "" {
+	if len(cfg.Targets) > 0 {
+		// The first target is what agents that know no targets scrape.
+		cfg.Port, cfg.Path = cfg.Targets[0].Port, cfg.Targets[0].Path
+		for _, t := range cfg.Targets {
+			n, perr := strconv.Atoi(t.Port)
+			if perr != nil || n < 1 || n > 65535 {
+				return nil, nil, nil, &conflictError{fmt.Sprintf("invalid prometheus scrape targets: invalid target port %q", t.Port)}
+			}
+			canon := strconv.Itoa(n)
+			if canon == target {
+				return nil, nil, nil, &conflictError{fmt.Sprintf("invalid prometheus scrape targets: target port %s conflicts with agent port", t.Port)}
+			}
+			if reason, ok := istioReservedPorts[canon]; ok {
+				return nil, nil, nil, &conflictError{fmt.Sprintf("invalid prometheus scrape targets: target port %s is reserved for Istio (%s) and cannot be scraped", t.Port, reason)}
+			}
+		}
+	} else if cfg.Port != "" {
 		n, perr := strconv.Atoi(cfg.Port)
 		if perr != nil || n < 1 || n > 65535 {
 			return nil, nil, nil, &conflictError{fmt.Sprintf("invalid prometheus scrape configuration: invalid port %q", cfg.Port)}
@@ -212,7 +255,7 @@ func prometheusMerge(annots map[string]string, statusPort int) (remove []string,
 			return nil, nil, nil, &conflictError{fmt.Sprintf("invalid prometheus scrape configuration: port %s is reserved for Istio (%s) and cannot be scraped", cfg.Port, reason)}
 		}
 	}
-	if cfg.Scrape != "" || cfg.Path != "" || cfg.Port != "" {
+	if cfg.Scrape != "" || cfg.Path != "" || cfg.Port != "" || len(cfg.Targets) > 0 {
 		b, _ := json.Marshal(cfg)
 		env = envVar(envPrometheusAnnotations, string(b))
 	}
