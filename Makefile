@@ -34,7 +34,7 @@ test-unit: ## Unit, golden and fuzz-seed tests (no cluster)
 bench: ## Benchmarks of the admission hot path (figures go to BENCHMARKS.md)
 	$(GO) test -run '^$$' -bench . -benchmem -count 5 ./webhook/
 
-test: verify-generated vet test-unit test-e2e test-faults chart-lint test-demo ## Everything: generated files, vet, unit, golden and fuzz seeds, e2e and the fault suite on the local cluster, the demo
+test: verify-generated vet test-unit test-compat test-e2e test-faults chart-lint test-demo ## Everything: generated files, vet, unit, golden and fuzz seeds, the compatibility suite against Istio, e2e and the fault suite on the local cluster, the demo
 
 include hack/*.mk
 

@@ -24,28 +24,35 @@
 // .Revision.Name, .Revision.Version, .Revision.ProxyImage,
 // .Revision.DiscoveryAddress, .MeshNamespace, .Values) and never the pod.
 //
-// Pod-specific values reach the proxy in two ways:
+// Pod-specific values are computed in Go on the decoded pod, as Istio's
+// injector computes them, and emitted as patch operations (COMPAT.md lists
+// what still differs from Istio's injector, which test/compat compares
+// against):
 //
-//   - the downward API, in the template: fieldRef metadata.name (POD_NAME),
-//     metadata.namespace (POD_NAMESPACE), spec.serviceAccountName
-//     (SERVICE_ACCOUNT), status.podIP (INSTANCE_IP), status.hostIP (HOST_IP),
-//     resourceFieldRef limits.cpu, and a downwardAPI volume of the pod's
-//     labels and annotations, as Istio's own sidecar does;
-//   - env vars the injector computes per pod and appends to the env of the
-//     template container named istio-proxy (for gateways: merges into the
-//     gateway container's env): ISTIO_META_APP_CONTAINERS (comma list of the
-//     pod's own container names), ISTIO_META_POD_PORTS (JSON list of their
-//     container ports, when any) and ISTIO_META_WORKLOAD_NAME (the
-//     controller's name without the ReplicaSet hash, else generateName or
-//     name). The annotation kubectl.kubernetes.io/default-container is set to
-//     the first app container when absent.
+//   - env vars spliced into istio-proxy: ISTIO_META_APP_CONTAINERS,
+//     ISTIO_META_POD_PORTS, ISTIO_META_WORKLOAD_NAME, ISTIO_META_OWNER,
+//     PROXY_CONFIG (proxy.istio.io/config), ISTIO_KUBE_APP_PROBERS and
+//     ISTIO_PROMETHEUS_ANNOTATIONS (podmeta.go, probes.go);
+//   - the app's HTTP/TCP/gRPC probes and HTTP/TCP lifecycle hooks rewritten
+//     to the agent's status port (probes.go);
+//   - the canonical-name/revision labels, default-container and
+//     default-logs-container annotations and the Prometheus merge;
+//   - the annotations Istio reads (traffic.sidecar.istio.io/*, proxy
+//     resources, log levels, readiness, statusPort, interceptionMode,
+//     userVolume), validated with Istio's refusals, which re-marshal only the
+//     containers they change (podannotations.go, podcontainers.go);
+//   - a pod's own istio-proxy merged under its fields (merge.go).
 //
-// The sidecar template's init containers are put in front of the pod's, its
-// containers and volumes appended. The gateway template has one container:
-// its image replaces the image of the gateway's container (the one named
-// istio-proxy, else the first), its env and volumeMounts are merged by name;
-// no container is added. Template labels and annotations are set only when
-// the pod lacks them; meshrev's own (meshrev.io/revision, istio.io/rev,
+// In classic mode istio-init goes after the pod's own init containers and
+// istio-proxy after its containers (first with holdApplicationUntilProxyStarts);
+// in native mode (spec.revisions[].sidecarMode, or the pod annotation
+// sidecar.istio.io/nativeSidecar) istio-init then istio-proxy, with
+// restartPolicy Always, go in front of the pod's init containers (native.go).
+// The template's volumes go in front of the pod's. The gateway template has
+// one container: its image replaces the image of the gateway's container (the
+// one named istio-proxy, else the first), its env and volumeMounts are merged
+// by name; no container is added. Template labels and annotations are set only
+// when the pod lacks them; meshrev's own (meshrev.io/revision, istio.io/rev,
 // sidecar.istio.io/status) always.
 //
 // Injection is idempotent: a pod that carries sidecar.istio.io/status has

@@ -280,6 +280,7 @@ func (i *Injector) admit(ctx context.Context, log logr.Logger, req *requestIn) *
 	if ns == "" {
 		ns = pod.Metadata.Namespace
 	}
+	pod.Metadata.Namespace = ns // per-pod values name it (ISTIO_META_OWNER)
 
 	mesh, meshErr := i.opts.State.Mesh(ctx)
 	var spec *v1alpha1.MeshSpec
@@ -335,7 +336,7 @@ func (i *Injector) admit(ctx context.Context, log logr.Logger, req *requestIn) *
 		resp := &admissionv1.AdmissionResponse{Allowed: true, Warnings: warnings}
 		if prev != nil {
 			// The pod was injected before (re-invocation) but must not be now.
-			patch, err := buildPatch(pod, prev, nil, "", false)
+			patch, err := buildPatch(pod, prev, nil, "", false, false)
 			if err != nil {
 				return i.fail(log, "", d.Reason, err, warnings)
 			}
@@ -368,7 +369,7 @@ func (i *Injector) admit(ctx context.Context, log logr.Logger, req *requestIn) *
 	if gateway {
 		r = rt.gateway
 	}
-	patch, err := buildPatch(pod, prev, r, d.Revision.Name, gateway)
+	patch, err := buildPatch(pod, prev, r, d.Revision.Name, gateway, i.nativeSidecar(ctx, d.Revision, pod))
 	if err != nil {
 		return i.fail(log, d.Revision.Name, d.Reason, err, warnings)
 	}

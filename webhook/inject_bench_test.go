@@ -64,6 +64,9 @@ func benchInputs(tb testing.TB) map[string][]byte {
 		"env-2000":              reviewFor(tb, "default", withEnv(tb, reviews, 2000)),
 		"istio-anchor":          reviewFor(tb, "default", loadPod(tb, "testdata/anchors/serve-pod.json")),
 		"istio-anchor-env-2000": reviewFor(tb, "default", loadPod(tb, "testdata/anchors/manyenv-pod.json")),
+		// Three HTTP probes, a lifecycle hook and six annotations: the
+		// per-pod Go work of Istio compatibility (probes.go, podcontainers.go).
+		"probes-and-annotations": reviewFor(tb, "default", loadPod(tb, "testdata/inject/pods/probes-and-annotations.yaml")),
 	}
 }
 
@@ -97,7 +100,7 @@ func BenchmarkServeInject(b *testing.B) {
 			serveBench(req, w, h, body)
 		}
 	}
-	for _, name := range []string{"typical", "env-2000", "istio-anchor", "istio-anchor-env-2000"} {
+	for _, name := range []string{"typical", "env-2000", "istio-anchor", "istio-anchor-env-2000", "probes-and-annotations"} {
 		b.Run(name, func(b *testing.B) { run(b, inj, inputs[name]) })
 	}
 	b.Run("generic-diff-baseline", func(b *testing.B) { run(b, baseline, inputs["typical"]) })

@@ -88,7 +88,15 @@ func decodePod(b []byte) (*podIn, error) {
 				case "hostNetwork":
 					return w.Decode(&spec.HostNetwork)
 				case "initContainers":
-					return readNames(w, &spec.InitContainers)
+					err := readContainers(w, &spec.InitFull)
+					spec.InitContainers = nil
+					if spec.InitFull != nil {
+						spec.InitContainers = make([]namedIn, len(spec.InitFull))
+						for j, c := range spec.InitFull {
+							spec.InitContainers[j] = namedIn{c.Name}
+						}
+					}
+					return err
 				case "volumes":
 					return readNames(w, &spec.Volumes)
 				case "containers":
@@ -123,10 +131,33 @@ func readNames(w *jsonscan.Scanner, dst *[]namedIn) error {
 	})
 }
 
-// readContainers reads the containers' names and ports; their env and
-// volumeMounts stay spans of the body, decoded only when a patch needs them.
+// readContainers reads the containers' names, ports, probes and lifecycle
+// hooks, each with its raw bytes (a container the injector changes is
+// re-marshalled from them); env and volumeMounts stay spans of the body,
+// decoded only when a patch needs them.
 func readContainers(w *jsonscan.Scanner, dst *[]containerIn) error {
-	return jsonscan.Objects(w, dst, func(c *containerIn, key []byte) error {
+	out := []containerIn{}
+	isNull, err := w.Array(func() error {
+		raw, err := w.Span()
+		if err != nil {
+			return err
+		}
+		c, err := readContainer(raw)
+		out = append(out, c)
+		return err
+	})
+	if isNull {
+		out = nil
+	}
+	*dst = out
+	return err
+}
+
+// readContainer reads one container object, raw.
+func readContainer(raw []byte) (containerIn, error) {
+	c := containerIn{Raw: raw}
+	w := jsonscan.New(raw)
+	_, err := w.Object(func(key []byte) error {
 		switch string(key) {
 		case "name":
 			return w.String(&c.Name)
@@ -141,9 +172,21 @@ func readContainers(w *jsonscan.Scanner, dst *[]containerIn) error {
 			s, err := w.Span()
 			c.VolumeMounts = s
 			return err
+		case "livenessProbe":
+			return w.Decode(&c.LivenessProbe)
+		case "readinessProbe":
+			return w.Decode(&c.ReadinessProbe)
+		case "startupProbe":
+			return w.Decode(&c.StartupProbe)
+		case "lifecycle":
+			return w.Decode(&c.Lifecycle)
 		}
 		return w.Skip()
 	})
+	if err != nil {
+		return c, err
+	}
+	return c, w.End()
 }
 
 // readMeta reads the metadata fields of podMeta with exact keys: a patch path is
@@ -164,6 +207,8 @@ func readMeta(w *jsonscan.Scanner, m *podMeta) error {
 		case "ownerReferences":
 			return jsonscan.Objects(w, &m.OwnerReferences, func(o *ownerIn, key []byte) error {
 				switch string(key) {
+				case "apiVersion":
+					return w.String(&o.APIVersion)
 				case "kind":
 					return w.String(&o.Kind)
 				case "name":

@@ -22,6 +22,13 @@ import (
 // pod, keeps a Pod a Pod, and re-sending the result changes nothing.
 func FuzzServeInject(f *testing.F) {
 	f.Add([]byte(plainPod), uint8(1), uint8(0))
+	// The per-pod paths of Istio compatibility: probes and hooks of every
+	// kind, annotations (valid and not), native sidecars, the pod's own
+	// istio-proxy, and a pod Istio's own injector injected.
+	f.Add([]byte(`{"metadata":{"name":"p","annotations":{"sidecar.istio.io/nativeSidecar":"true","traffic.sidecar.istio.io/excludeInboundPorts":"9443","sidecar.istio.io/proxyCPU":"50m","prometheus.io/port":"9090","proxy.istio.io/config":"holdApplicationUntilProxyStarts: true"}},"spec":{"initContainers":[{"name":"side","image":"s","restartPolicy":"Always","readinessProbe":{"tcpSocket":{"port":81}}}],"containers":[{"name":"app","image":"a","ports":[{"name":"http","containerPort":8080}],"livenessProbe":{"httpGet":{"path":"/l","port":"http"}},"readinessProbe":{"grpc":{"port":9000}},"startupProbe":{"httpGet":{"path":"/s","port":8080,"scheme":"HTTPS"}},"lifecycle":{"preStop":{"tcpSocket":{"port":8080}},"postStart":{"exec":{"command":["true"]}}}}]}}`), uint8(1), uint8(0))
+	f.Add([]byte(`{"metadata":{"name":"p","annotations":{"proxy.istio.io/config":"holdApplicationUntilProxyStarts: true","sidecar.istio.io/interceptionMode":"TPROXY","sidecar.istio.io/userVolume":"{\"c\":{\"emptyDir\":{}}}","sidecar.istio.io/userVolumeMount":"{\"c\":{\"mountPath\":\"/c\"}}"}},"spec":{"containers":[{"name":"app","image":"a"},{"name":"istio-proxy","image":"auto","securityContext":{"runAsUser":1500},"env":[{"name":"X","value":"1"}]}]}}`), uint8(1), uint8(0))
+	f.Add([]byte(`{"metadata":{"name":"p","annotations":{"traffic.sidecar.istio.io/includeOutboundIPRanges":"10.0.0.0/33","status.sidecar.istio.io/port":"abc"}},"spec":{"containers":[{"name":"app","image":"a"}]}}`), uint8(1), uint8(0))
+	f.Add([]byte(`{"metadata":{"name":"p","annotations":{"sidecar.istio.io/status":"{\"initContainers\":[\"istio-init\"],\"containers\":[\"istio-proxy\"],\"volumes\":[\"istio-envoy\"],\"imagePullSecrets\":null,\"revision\":\"default\"}","prometheus.io/port":"15020","proxy.istio.io/overrides":"{\"containers\":[{\"name\":\"istio-proxy\",\"resources\":{}}]}"}},"spec":{"initContainers":[{"name":"istio-init","image":"proxyv2"}],"containers":[{"name":"app","image":"a","readinessProbe":{"httpGet":{"path":"/app-health/app/readyz","port":15020}}},{"name":"istio-proxy","image":"proxyv2","env":[{"name":"ISTIO_KUBE_APP_PROBERS","value":"{\"/app-health/app/readyz\":{\"httpGet\":{\"path\":\"/r\",\"port\":8080}}}"}]}],"volumes":[{"name":"istio-envoy","emptyDir":{}}]}}`), uint8(1), uint8(0))
 	state := &fixedState{}
 	inj := newTestInjector(f, state)
 	f.Fuzz(func(t *testing.T, pod []byte, nsBits, podBits uint8) {

@@ -267,8 +267,8 @@ func templateErrorLines(lines []logLine) []logLine {
 
 func TestInjectKeepsTheLastGoodTemplatesWhenAConfigMapBreaks(t *testing.T) {
 	def := DefaultTemplates()
-	marked := strings.Replace(def.Sidecar, "annotations:\n", "annotations:\n  test.meshrev.io/template: \"v1\"\n", 1)
-	require.NotEqual(t, def.Sidecar, marked, "the default sidecar template has no annotations block to mark")
+	marked := strings.Replace(def.Sidecar, "\nlabels:\n", "\nannotations:\n  test.meshrev.io/template: \"v1\"\nlabels:\n", 1)
+	require.NotEqual(t, def.Sidecar, marked, "the default sidecar template has no labels block to put an annotations block beside")
 	const own, cmName = "meshrev-system", "tmpl-1-23-6"
 	broken := "containers:\n- name: {{ .Revision.Name "
 	tests := map[string]struct {

@@ -346,33 +346,37 @@ func TestAppendJSONStringMatchesEncodingJSON(t *testing.T) {
 	}
 }
 
-func TestWorkloadName(t *testing.T) {
+func TestPodDeployMeta(t *testing.T) {
 	tests := map[string]struct {
 		pod  string
-		want string
+		want deployMeta
 	}{
 		"a ReplicaSet's pod is named after the Deployment": {
-			pod:  `{"metadata":{"generateName":"reviews-v2-5b64d7f9c8-","labels":{"pod-template-hash":"5b64d7f9c8"},"ownerReferences":[{"kind":"ReplicaSet","name":"reviews-v2-5b64d7f9c8","controller":true}]}}`,
-			want: "reviews-v2",
+			pod:  `{"metadata":{"generateName":"reviews-v2-5b64d7f9c8-","labels":{"pod-template-hash":"5b64d7f9c8"},"ownerReferences":[{"apiVersion":"apps/v1","kind":"ReplicaSet","name":"reviews-v2-5b64d7f9c8","controller":true}]}}`,
+			want: deployMeta{name: "reviews-v2", kind: "Deployment", apiVersion: "apps/v1"},
 		},
 		"a StatefulSet's pod is named after the StatefulSet": {
-			pod:  `{"metadata":{"name":"db-0","ownerReferences":[{"kind":"StatefulSet","name":"db","controller":true}]}}`,
-			want: "db",
+			pod:  `{"metadata":{"name":"db-0","generateName":"db-","ownerReferences":[{"apiVersion":"apps/v1","kind":"StatefulSet","name":"db","controller":true}]}}`,
+			want: deployMeta{name: "db", kind: "StatefulSet", apiVersion: "apps/v1"},
 		},
-		"a pod without owner but with generateName uses it": {
-			pod:  `{"metadata":{"generateName":"job-x-"}}`,
-			want: "job-x",
+		"a CronJob's Job is walked up to the CronJob": {
+			pod:  `{"metadata":{"generateName":"backup-28765430-","ownerReferences":[{"apiVersion":"batch/v1","kind":"Job","name":"backup-28765430","controller":true}]}}`,
+			want: deployMeta{name: "backup", kind: "CronJob", apiVersion: "batch/v1"},
 		},
-		"a bare pod uses its name": {
+		"an owner that is not the controller is not the workload": {
+			pod:  `{"metadata":{"name":"x","generateName":"x-","ownerReferences":[{"apiVersion":"v1","kind":"Node","name":"n"}]}}`,
+			want: deployMeta{name: "x", kind: "Pod", apiVersion: "v1"},
+		},
+		"a bare pod is its own workload": {
 			pod:  `{"metadata":{"name":"debug"}}`,
-			want: "debug",
+			want: deployMeta{name: "debug", kind: "Pod", apiVersion: "v1"},
 		},
 	}
 	for name, tc := range tests {
 		t.Run(name, func(t *testing.T) {
 			var p podIn
 			require.NoError(t, json.Unmarshal([]byte(tc.pod), &p))
-			assert.Equal(t, tc.want, workloadName(&p))
+			assert.Equal(t, tc.want, podDeployMeta(p.Metadata))
 		})
 	}
 }

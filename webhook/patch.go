@@ -33,13 +33,17 @@ type podMeta struct {
 }
 
 type podSpec struct {
-	HostNetwork    bool          `json:"hostNetwork"`
-	InitContainers []namedIn     `json:"initContainers"`
-	Containers     []containerIn `json:"containers"`
-	Volumes        []namedIn     `json:"volumes"`
+	HostNetwork    bool      `json:"hostNetwork"`
+	InitContainers []namedIn `json:"initContainers"`
+	// InitFull are the init containers as containers (a native sidecar's
+	// env is read on re-invocation); the walker decodes both at once.
+	InitFull   []containerIn `json:"-"`
+	Containers []containerIn `json:"containers"`
+	Volumes    []namedIn     `json:"volumes"`
 }
 
 type ownerIn struct {
+	APIVersion string `json:"apiVersion"`
 	Kind       string `json:"kind"`
 	Name       string `json:"name"`
 	Controller *bool  `json:"controller"`
@@ -56,6 +60,13 @@ type containerIn struct {
 	Ports        []corev1.ContainerPort `json:"ports"`
 	Env          json.RawMessage        `json:"env"`
 	VolumeMounts json.RawMessage        `json:"volumeMounts"`
+	// Probes and lifecycle hooks, rewritten to the agent (probes.go).
+	LivenessProbe  *corev1.Probe     `json:"livenessProbe"`
+	ReadinessProbe *corev1.Probe     `json:"readinessProbe"`
+	StartupProbe   *corev1.Probe     `json:"startupProbe"`
+	Lifecycle      *corev1.Lifecycle `json:"lifecycle"`
+	// Raw is the container's JSON (a pod's own istio-proxy is merged).
+	Raw json.RawMessage `json:"-"`
 }
 
 // patchWriter appends JSON Patch operations to a byte slice.
@@ -141,7 +152,7 @@ func (w *patchWriter) bytes() []byte {
 // revision rev with template r, or — r nil — removes an earlier injection.
 // prev is the earlier injection's status (nil if none): what it added is
 // removed first, highest index first, so that injection is never doubled.
-func buildPatch(p *podIn, prev *revisions.InjectionStatus, r *rendered, rev string, gateway bool) ([]byte, error) {
+func buildPatch(p *podIn, prev *revisions.InjectionStatus, r *rendered, rev string, gateway, native bool) ([]byte, error) {
 	w := patchWriter{buf: make([]byte, 0, 8192)}
 	spec := p.Spec
 
@@ -189,6 +200,12 @@ func buildPatch(p *podIn, prev *revisions.InjectionStatus, r *rendered, rev stri
 		return w.bytes(), nil
 	}
 
+	// Istio refuses a pod whose annotations it cannot apply.
+	if err := validateAnnotations(p.Metadata.Annotations); err != nil {
+		return nil, err
+	}
+	pc := &podContainers{initJSON: r.initJSON, initNames: r.initNames, proxyHead: r.proxyHead, proxyTail: r.proxyTail, volumeJSON: r.volumeJSON, volumeNames: r.volumeNames}
+
 	// The pod's own containers after the removals (new index = position).
 	apps := make([]*containerIn, 0, len(spec.Containers))
 	for j := range spec.Containers {
@@ -196,39 +213,115 @@ func buildPatch(p *podIn, prev *revisions.InjectionStatus, r *rendered, rev stri
 			apps = append(apps, &spec.Containers[j])
 		}
 	}
-	if err := checkConflicts("init container", spec.InitContainers, goneI, r.initNames); err != nil {
+	if err := checkConflicts("init container", spec.InitContainers, goneI, pc.initNames); err != nil {
 		return nil, err
 	}
-	if err := checkConflicts("volume", spec.Volumes, goneV, r.volumeNames); err != nil {
+	if err := checkConflicts("volume", spec.Volumes, goneV, pc.volumeNames); err != nil {
 		return nil, err
 	}
 	if !gateway {
-		names := make([]namedIn, len(apps))
-		for j, c := range apps {
-			names[j] = namedIn{c.Name}
+		names := make([]namedIn, 0, len(apps))
+		for _, c := range apps {
+			if c.Name != proxyContainerName || r.proxyIndex < 0 {
+				names = append(names, namedIn{c.Name})
+			}
 		}
 		if err := checkConflicts("container", names, nil, r.containerNames); err != nil {
 			return nil, err
 		}
 	}
+	// The pod's own istio-proxy (merge.go), and the pod's variant of the
+	// template's containers (podcontainers.go).
+	var own *ownProxy
+	ownIdx := -1
+	if !gateway && r.proxyIndex >= 0 {
+		var err error
+		if own, ownIdx, err = findOwnProxy(p, apps, prev != nil, native); err != nil {
+			return nil, err
+		}
+		if pc, err = containersFor(r, p.Metadata.Annotations, own.proxyUID()); err != nil {
+			return nil, err
+		}
+	}
+	proxyJSON := func(env [][]byte) ([]byte, error) {
+		b := spliceEnv(pc.proxyHead, pc.proxyTail, env)
+		if own != nil {
+			return own.merge(b)
+		}
+		return b, nil
+	}
 
-	podEnv := perPodEnv(p, apps)
+	dm := podDeployMeta(p.Metadata)
+	podEnv, hold, err := perPodEnv(p, apps, dm)
+	if err != nil {
+		return nil, err
+	}
+	inits := make([]*containerIn, 0, len(spec.InitFull))
+	for j := range spec.InitFull {
+		if !slices.Contains(goneI, j) {
+			inits = append(inits, &spec.InitFull[j])
+		}
+	}
+	if pe := rewriteProbes(&w, p.Metadata.Annotations, apps, inits, injectedEnv(spec, goneC, goneI, envAppProbers)); pe != nil {
+		podEnv = append(podEnv, pe)
+	}
+	var promRemove []string
+	var promSet []kvJSON
+	if !gateway {
+		var promEnv []byte
+		promRemove, promSet, promEnv, err = prometheusMerge(p.Metadata.Annotations, defaultStatusPort)
+		if err != nil {
+			return nil, err
+		}
+		if promEnv == nil && promSet == nil {
+			// Merged before (re-invocation): keep what the agent was told.
+			if v := injectedEnv(spec, goneC, goneI, envPrometheusAnnotations); v != "" {
+				promEnv = envVar(envPrometheusAnnotations, v)
+			}
+		}
+		if promEnv != nil {
+			podEnv = append(podEnv, promEnv)
+		}
+	}
+	native = native && !gateway && r.proxyIndex >= 0
+	if native {
+		hold = false // a native sidecar starts before the app anyway
+	}
 
-	// 2. Init containers go first: traffic is redirected before any other
-	// init container runs.
-	if len(r.initJSON) > 0 {
-		if spec.InitContainers == nil {
-			w.add("/spec/initContainers", jsonArray(r.initJSON))
-		} else {
-			for j, b := range r.initJSON {
+	// 2. Init containers: in classic mode after the pod's own (Istio's
+	// order: an init container that needs the network runs before traffic
+	// is captured); with a native sidecar first, followed by istio-proxy, so
+	// that the pod's init containers are in the mesh.
+	initJSON := pc.initJSON
+	if native {
+		b, err := proxyJSON(podEnv)
+		if err != nil {
+			return nil, err
+		}
+		initJSON = append(slices.Clip(initJSON), nativeProxy(b, p.Metadata.Annotations))
+	}
+	if ownIdx >= 0 {
+		// The pod's own istio-proxy is replaced by the merged sidecar.
+		w.remove("/spec/containers/", ownIdx)
+	}
+	if len(initJSON) > 0 {
+		switch {
+		case spec.InitContainers == nil:
+			w.add("/spec/initContainers", jsonArray(initJSON))
+		case native:
+			for j, b := range initJSON {
 				w.addIndexed("add", "/spec/initContainers/", j, b)
+			}
+		default:
+			for _, b := range initJSON {
+				w.addIndexed("add", "/spec/initContainers/", -1, b)
 			}
 		}
 	}
 
 	// 3. Containers: appended (sidecar) or applied to the gateway's container.
 	// Empty lists, not null: Istio's tools read the same annotation.
-	status := revisions.InjectionStatus{Revision: rev, Template: revisions.TemplateSidecar, InitContainers: orEmpty(r.initNames), Volumes: orEmpty(r.volumeNames)}
+	status := revisions.InjectionStatus{Revision: rev, Template: revisions.TemplateSidecar, InitContainers: orEmpty(pc.initNames), Volumes: orEmpty(pc.volumeNames)}
 	if gateway {
 		status.Template = revisions.TemplateGateway
 		gi := gatewayIndex(nil, apps)
@@ -242,12 +335,33 @@ func buildPatch(p *podIn, prev *revisions.InjectionStatus, r *rendered, rev stri
 		}
 	} else {
 		status.Containers = r.containerNames
-		containers := make([][]byte, len(r.containerJSON))
+		containers := make([][]byte, 0, len(r.containerJSON))
+		var first []byte
 		for j, b := range r.containerJSON {
 			if j == r.proxyIndex {
-				b = spliceEnv(r.proxyHead, r.proxyTail, podEnv)
+				if native {
+					status.InitContainers = append(slices.Clip(status.InitContainers), proxyContainerName)
+					status.Containers = slices.DeleteFunc(slices.Clone(status.Containers), func(n string) bool { return n == proxyContainerName })
+					continue
+				}
+				if b, err = proxyJSON(podEnv); err != nil {
+					return nil, err
+				}
+				if hold {
+					// holdApplicationUntilProxyStarts: the proxy first,
+					// and the kubelet waits for it before the next container.
+					first = withFields(b, holdLifecycle)
+					continue
+				}
 			}
-			containers[j] = b
+			containers = append(containers, b)
+		}
+		if first != nil {
+			if spec.Containers == nil {
+				containers = append([][]byte{first}, containers...)
+			} else {
+				w.addIndexed("add", "/spec/containers/", 0, first)
+			}
 		}
 		if spec.Containers == nil {
 			w.add("/spec/containers", jsonArray(containers))
@@ -258,13 +372,14 @@ func buildPatch(p *podIn, prev *revisions.InjectionStatus, r *rendered, rev stri
 		}
 	}
 
-	// 4. Volumes are appended.
-	if len(r.volumeJSON) > 0 {
+	// 4. Volumes.
+	if len(pc.volumeJSON) > 0 {
 		if spec.Volumes == nil {
-			w.add("/spec/volumes", jsonArray(r.volumeJSON))
+			w.add("/spec/volumes", jsonArray(pc.volumeJSON))
 		} else {
-			for _, b := range r.volumeJSON {
-				w.addIndexed("add", "/spec/volumes/", -1, b)
+			// In front of the pod's own, where Istio's merge puts them.
+			for j, b := range pc.volumeJSON {
+				w.addIndexed("add", "/spec/volumes/", j, b)
 			}
 		}
 	}
@@ -275,11 +390,14 @@ func buildPatch(p *podIn, prev *revisions.InjectionStatus, r *rendered, rev stri
 	if prev != nil {
 		prevL, prevA = prev.Labels, prev.Annotations
 	}
-	annots := r.annots
-	if !gateway && len(apps) > 0 {
-		annots = append(annots[:len(annots):len(annots)], kv(annotationsPrefix, defaultContainerAnnotation, apps[0].Name))
+	annots, labels := r.annots, r.labels
+	if !gateway {
+		if app := firstApp(apps); app != "" {
+			annots = append(annots[:len(annots):len(annots)], kv(annotationsPrefix, annotationDefaultLogs, app), kv(annotationsPrefix, defaultContainerAnnotation, app))
+		}
+		labels = append(labels[:len(labels):len(labels)], canonicalLabels(p.Metadata.Labels, dm)...)
 	}
-	lplan := planMap(p.Metadata.Labels, r.labels, prevL)
+	lplan := planMap(p.Metadata.Labels, labels, prevL)
 	aplan := planMap(p.Metadata.Annotations, annots, prevA)
 	status.Labels, status.Annotations = lplan.owned, aplan.owned
 	statusJSON, err := json.Marshal(status)
@@ -288,9 +406,18 @@ func buildPatch(p *podIn, prev *revisions.InjectionStatus, r *rendered, rev stri
 	}
 	revJSON := appendJSONString(nil, rev)
 	lplan.write(&w, "/metadata/labels", kvJSON{key: revisions.LabelRevision, raw: rev, path: pathLabelRevision, value: revJSON})
-	aplan.write(&w, "/metadata/annotations",
+	if aplan.have != nil {
+		// The Prometheus merge replaces the pod's own scrape settings.
+		removeKeys(&w, annotationsPrefix, aplan.have, slices.DeleteFunc(promRemove, func(k string) bool {
+			return slices.Contains(aplan.remove, k) || slices.ContainsFunc(promSet, func(e kvJSON) bool { return e.key == k })
+		}))
+	}
+	if own != nil && own.record != nil {
+		promSet = append(promSet, kv(annotationsPrefix, annotationProxyOverrides, string(own.record)))
+	}
+	aplan.write(&w, "/metadata/annotations", append(promSet,
 		kvJSON{key: revisions.AnnotationRev, raw: rev, path: pathAnnotationRev, value: revJSON},
-		kvJSON{key: revisions.AnnotationStatus, raw: string(statusJSON), path: pathAnnotationStatus, value: appendJSONString(nil, string(statusJSON))})
+		kvJSON{key: revisions.AnnotationStatus, raw: string(statusJSON), path: pathAnnotationStatus, value: appendJSONString(nil, string(statusJSON))})...)
 	return w.bytes(), nil
 }
 
@@ -396,6 +523,11 @@ func mergeGateway(w *patchWriter, gi int, c *containerIn, r *rendered, podEnv []
 	for _, b := range podEnv {
 		var e namedIn
 		_ = json.Unmarshal(b, &e) // built by perPodEnv, always valid
+		// The per-pod value replaces a template entry of the same name.
+		if j := slices.IndexFunc(env, func(n namedJSON) bool { return n.name == e.Name }); j >= 0 {
+			env[j] = namedJSON{e.Name, b}
+			continue
+		}
 		env = append(env, namedJSON{e.Name, b})
 	}
 	if err := mergeNamed(w, base+"/env", c.Env, env); err != nil {
@@ -501,63 +633,49 @@ type conflictError struct{ msg string }
 
 func (e *conflictError) Error() string { return e.msg }
 
-// perPodEnv builds the env vars the injector computes for each pod (see the
-// package documentation): app containers, their ports, the workload name.
-func perPodEnv(p *podIn, apps []*containerIn) [][]byte {
-	names := make([]string, len(apps))
+// perPodEnv builds the env vars the injector computes for each pod, as
+// Istio's template does: app containers, their ports, the workload and its
+// owner, the pod's ProxyConfig; hold says whether that ProxyConfig holds
+// the application until the proxy starts.
+func perPodEnv(p *podIn, apps []*containerIn, dm deployMeta) (env [][]byte, hold bool, err error) {
+	names := make([]string, 0, len(apps))
 	var ports []corev1.ContainerPort
-	for j, c := range apps {
-		names[j] = c.Name
+	for _, c := range apps {
+		if c.Name != proxyContainerName {
+			names = append(names, c.Name)
+		}
 		ports = append(ports, c.Ports...)
 	}
-	env := make([][]byte, 0, 3)
+	env = make([][]byte, 0, 6)
 	env = append(env, envVar("ISTIO_META_APP_CONTAINERS", strings.Join(names, ",")))
-	if len(ports) > 0 {
-		b, err := json.Marshal(ports)
-		if err == nil {
-			env = append(env, envVar("ISTIO_META_POD_PORTS", string(b)))
-		}
+	if ports == nil {
+		ports = []corev1.ContainerPort{}
 	}
-	env = append(env, envVar("ISTIO_META_WORKLOAD_NAME", workloadName(p)))
-	return env
+	if b, merr := json.Marshal(ports); merr == nil {
+		env = append(env, envVar("ISTIO_META_POD_PORTS", string(b)))
+	}
+	if wl := firstNonEmpty(p.Metadata.Labels[labelWorkloadName], dm.name); wl != "" {
+		env = append(env, envVar("ISTIO_META_WORKLOAD_NAME", wl))
+	}
+	if o := ownerEnv(dm, p.Metadata.Namespace); o != nil {
+		env = append(env, o)
+	}
+	pc, hold, err := proxyConfig(p.Metadata.Annotations)
+	if err != nil {
+		return nil, false, err
+	}
+	return append(env, pc), hold, nil
 }
 
-func envVar(name, value string) []byte {
-	b := make([]byte, 0, len(name)+len(value)+24)
-	b = append(b, `{"name":`...)
-	b = appendJSONString(b, name)
-	b = append(b, `,"value":`...)
-	b = appendJSONString(b, value)
-	return append(b, '}')
-}
-
-// workloadName is the name of the pod's workload: its controller's name
-// without the ReplicaSet hash (reviews-v2-5b64d7f9c8 → reviews-v2), else its
-// generateName or name.
-func workloadName(p *podIn) string {
-	m := p.Metadata
-	var name, kind string
-	for _, o := range m.OwnerReferences {
-		if o.Controller != nil && *o.Controller {
-			name, kind = o.Name, o.Kind
-			break
+// firstApp is the first of the pod's own containers that is not a proxy:
+// the default container of kubectl exec and logs.
+func firstApp(apps []*containerIn) string {
+	for _, c := range apps {
+		if c.Name != proxyContainerName {
+			return c.Name
 		}
 	}
-	if name == "" && len(m.OwnerReferences) > 0 {
-		name, kind = m.OwnerReferences[0].Name, m.OwnerReferences[0].Kind
-	}
-	if name == "" {
-		name = strings.TrimSuffix(m.GenerateName, "-")
-	}
-	if name == "" {
-		name = m.Name
-	}
-	if kind == "ReplicaSet" || kind == "" {
-		if h := m.Labels["pod-template-hash"]; h != "" {
-			name = strings.TrimSuffix(name, "-"+h)
-		}
-	}
-	return name
+	return ""
 }
 
 // spliceEnv puts the per-pod env entries into the pre-marshalled

@@ -92,6 +92,18 @@ type MeshSpec struct {
 	ControlPlaneDeletionPolicy ControlPlaneDeletionPolicy `json:"controlPlaneDeletionPolicy,omitempty"`
 }
 
+// SidecarMode is how a revision injects istio-proxy.
+type SidecarMode string
+
+const (
+	// SidecarModeAuto injects a native sidecar when every node supports it.
+	SidecarModeAuto SidecarMode = "Auto"
+	// SidecarModeNative always injects a native sidecar.
+	SidecarModeNative SidecarMode = "Native"
+	// SidecarModeClassic always injects istio-proxy as a container.
+	SidecarModeClassic SidecarMode = "Classic"
+)
+
 // Revision is one published control-plane revision.
 type Revision struct {
 	// Name is the revision's DNS label, by convention the version with dots
@@ -123,6 +135,16 @@ type Revision struct {
 	// +kubebuilder:validation:Pattern=`^[a-z0-9]([-a-z0-9]*[a-z0-9])?([.][a-z0-9]([-a-z0-9]*[a-z0-9])?)*$`
 	// +optional
 	Templates string `json:"templates,omitempty"`
+	// SidecarMode says how istio-proxy is injected: Native as a Kubernetes
+	// native sidecar (an init container with restartPolicy Always, so that a
+	// Job's pod completes and init containers are in the mesh; Kubernetes ≥
+	// 1.33), Classic as a container. Auto (the default) is meant to inject
+	// natively when every node's kubelet is ≥ 1.33; the manager does not
+	// read nodes yet, so Auto injects as Classic today. The pod annotation
+	// sidecar.istio.io/nativeSidecar overrides it, as in Istio.
+	// +kubebuilder:validation:Enum=Auto;Native;Classic
+	// +optional
+	SidecarMode SidecarMode `json:"sidecarMode,omitempty"`
 	// ControlPlane, when set, says where this revision's control plane
 	// (istiod-<name> in the mesh namespace) comes from, and meshrev waits for
 	// it to be Ready before a promotion. Without it meshrev neither runs nor

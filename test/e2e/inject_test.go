@@ -53,7 +53,7 @@ func TestInjectorThroughTheAPIServer(t *testing.T) {
 	tmplCM := &corev1.ConfigMap{
 		ObjectMeta: metav1.ObjectMeta{Namespace: own, Name: "inject-e2e-" + token},
 		Data: map[string]string{
-			revisions.TemplateSidecar: strings.Replace(def.Sidecar, "annotations:\n", "annotations:\n  e2e.meshrev.io/template: \"{{ .Revision.Name }}\"\n", 1),
+			revisions.TemplateSidecar: strings.Replace(def.Sidecar, "\nlabels:\n", "\nannotations:\n  e2e.meshrev.io/template: \"{{ .Revision.Name }}\"\nlabels:\n", 1),
 		},
 	}
 	require.NoError(t, c.Create(ctx, tmplCM))

@@ -1,0 +1,232 @@
+package webhook
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"sort"
+	"strconv"
+	"strings"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
+)
+
+// Per-pod variants of the revision's pre-marshalled containers. A pod
+// without the annotations that change them gets the pre-marshalled bytes
+// (the common, fast case); a pod with them gets copies of the rendered
+// containers with the annotated fields set, as Istio's template sets them.
+
+// podContainers is what one pod gets of the sidecar template.
+type podContainers struct {
+	initJSON             [][]byte
+	initNames            []string
+	proxyHead, proxyTail []byte
+	volumeJSON           [][]byte
+	volumeNames          []string
+}
+
+// containersFor returns the pod's variant of r's containers for its
+// annotations a; uid is the pod's own proxy user that istio-init must
+// exempt instead of the template's ("" for the template's).
+func containersFor(r *rendered, a map[string]string, uid string) (*podContainers, error) {
+	pc := &podContainers{initJSON: r.initJSON, initNames: r.initNames, proxyHead: r.proxyHead, proxyTail: r.proxyTail,
+		volumeJSON: r.volumeJSON, volumeNames: r.volumeNames}
+	if len(a) == 0 && uid == "" {
+		return pc, nil
+	}
+	if hasAny(a, initAnnotations) || uid != "" {
+		pc.initJSON, pc.initNames = nil, nil
+		for _, c := range r.frag.InitContainers {
+			if c.Name == "istio-init" {
+				if a[annInterceptionMode] == "NONE" {
+					continue // nothing to capture
+				}
+				c = *c.DeepCopy()
+				if hasAny(a, initAnnotations) {
+					c.Args = iptablesArgs(a)
+				}
+				if uid != "" && a[annInterceptionMode] != "TPROXY" {
+					for j := 0; j+1 < len(c.Args); j++ {
+						if c.Args[j] == "-u" {
+							c.Args[j+1] = uid
+							break
+						}
+					}
+				}
+				if res, ok, err := annotatedResources(a); err != nil {
+					return nil, err
+				} else if ok {
+					c.Resources = res // the same resources block as istio-proxy's
+				}
+				if img := a[annProxyImage]; strings.Contains(img, "/") {
+					c.Image = img
+				}
+			}
+			b, err := json.Marshal(c)
+			if err != nil {
+				return nil, err
+			}
+			pc.initJSON = append(pc.initJSON, b)
+			pc.initNames = append(pc.initNames, c.Name)
+		}
+	}
+	if r.proxyIndex >= 0 && hasAny(a, proxyAnnotations) {
+		c := r.frag.Containers[r.proxyIndex].DeepCopy()
+		if err := annotateProxy(c, a); err != nil {
+			return nil, err
+		}
+		head, tail, err := splitAtPodEnv(*c)
+		if err != nil {
+			return nil, err
+		}
+		pc.proxyHead, pc.proxyTail = head, tail
+	}
+	if v, ok := a[annUserVolume]; ok {
+		var vols map[string]json.RawMessage
+		if err := json.Unmarshal([]byte(v), &vols); err != nil {
+			return nil, &conflictError{fmt.Sprintf("annotation %s is not a JSON object of volumes: %v", annUserVolume, err)}
+		}
+		pc.volumeJSON, pc.volumeNames = append([][]byte(nil), r.volumeJSON...), append([]string(nil), r.volumeNames...)
+		for _, name := range sortedRawKeys(vols) {
+			var vol corev1.Volume
+			if err := json.Unmarshal(vols[name], &vol); err != nil {
+				return nil, &conflictError{fmt.Sprintf("annotation %s: volume %s: %v", annUserVolume, name, err)}
+			}
+			vol.Name = name
+			b, err := json.Marshal(vol)
+			if err != nil {
+				return nil, err
+			}
+			pc.volumeJSON = append(pc.volumeJSON, b)
+			pc.volumeNames = append(pc.volumeNames, name)
+		}
+	}
+	return pc, nil
+}
+
+func sortedRawKeys(m map[string]json.RawMessage) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return keys
+}
+
+// annotateProxy sets the istio-proxy fields the pod's annotations choose.
+func annotateProxy(c *corev1.Container, a map[string]string) error {
+	for j, arg := range c.Args {
+		for _, f := range []struct{ prefix, key string }{
+			{"--proxyLogLevel=", annLogLevel}, {"--proxyComponentLogLevel=", annComponentLogLevel}, {"--log_output_level=", annAgentLogLevel},
+		} {
+			if v, ok := a[f.key]; ok && strings.HasPrefix(arg, f.prefix) {
+				c.Args[j] = f.prefix + v
+			}
+		}
+	}
+	if img := a[annProxyImage]; strings.Contains(img, "/") {
+		c.Image = img
+	}
+	if res, ok, err := annotatedResources(a); err != nil {
+		return err
+	} else if ok {
+		c.Resources = res
+	}
+	if ann(a, annotationStatusPort, "15020") == "0" {
+		c.ReadinessProbe, c.StartupProbe = nil, nil
+	} else if c.ReadinessProbe != nil {
+		for _, f := range []struct {
+			key string
+			dst *int32
+		}{{annReadinessDelay, &c.ReadinessProbe.InitialDelaySeconds}, {annReadinessPeriod, &c.ReadinessProbe.PeriodSeconds}, {annReadinessFailures, &c.ReadinessProbe.FailureThreshold}} {
+			if v, ok := a[f.key]; ok {
+				n, err := strconv.ParseInt(v, 10, 32)
+				if err != nil {
+					return &conflictError{fmt.Sprintf("invalid value '%s' for annotation '%s': %v", v, f.key, err)}
+				}
+				*f.dst = int32(n)
+			}
+		}
+	}
+	if mode, ok := a[annInterceptionMode]; ok {
+		for j := range c.Env {
+			if c.Env[j].Name == "ISTIO_META_INTERCEPTION_MODE" {
+				c.Env[j].Value = mode
+			}
+		}
+		if mode == "TPROXY" && c.SecurityContext != nil {
+			// TPROXY needs the proxy to bind any address: root with NET_ADMIN.
+			sc := c.SecurityContext
+			if sc.Capabilities == nil {
+				sc.Capabilities = &corev1.Capabilities{}
+			}
+			sc.Capabilities.Add = []corev1.Capability{"NET_ADMIN"}
+			sc.RunAsNonRoot, sc.RunAsUser, sc.RunAsGroup = new(false), new(int64(0)), new(int64(1337))
+		}
+	}
+	if v, ok := a[annUserVolumeMount]; ok {
+		var mounts map[string]json.RawMessage
+		if err := json.Unmarshal([]byte(v), &mounts); err != nil {
+			return &conflictError{fmt.Sprintf("annotation %s is not a JSON object of volume mounts: %v", annUserVolumeMount, err)}
+		}
+		for _, name := range sortedRawKeys(mounts) {
+			var m corev1.VolumeMount
+			if err := json.Unmarshal(mounts[name], &m); err != nil {
+				return &conflictError{fmt.Sprintf("annotation %s: mount %s: %v", annUserVolumeMount, name, err)}
+			}
+			m.Name = name
+			c.VolumeMounts = append(c.VolumeMounts, m)
+		}
+	}
+	return nil
+}
+
+// splitAtPodEnv marshals the proxy container with a marker where the per-pod
+// env entries go and returns what surrounds it.
+func splitAtPodEnv(c corev1.Container) (head, tail []byte, err error) {
+	c.Env = append(c.Env[:len(c.Env):len(c.Env)], corev1.EnvVar{Name: podEnvSentinel})
+	b, err := json.Marshal(c)
+	if err != nil {
+		return nil, nil, err
+	}
+	marker := []byte(`{"name":"` + podEnvSentinel + `"}`)
+	at := bytes.Index(b, marker)
+	if at < 0 {
+		return nil, nil, errors.New("internal error: per-pod env marker lost in marshalled istio-proxy container")
+	}
+	return b[:at], b[at+len(marker):], nil
+}
+
+// annotatedResources are the resources the sidecar.istio.io/proxy{CPU,Memory}
+// [Limit] annotations choose (for istio-proxy and istio-init alike): only
+// what is annotated, no defaults, as Istio's template; ok is false when
+// none is.
+func annotatedResources(a map[string]string) (res corev1.ResourceRequirements, ok bool, err error) {
+	if !hasAny(a, resourceAnnotations) {
+		return res, false, nil
+	}
+	for _, s := range []struct {
+		l    *corev1.ResourceList
+		name corev1.ResourceName
+		key  string
+	}{{&res.Requests, corev1.ResourceCPU, annProxyCPU}, {&res.Requests, corev1.ResourceMemory, annProxyMemory},
+		{&res.Limits, corev1.ResourceCPU, annProxyCPULimit}, {&res.Limits, corev1.ResourceMemory, annProxyMemoryLimit}} {
+		v, set := a[s.key]
+		if !set {
+			continue
+		}
+		q, perr := resource.ParseQuantity(v)
+		if perr != nil {
+			return res, false, &conflictError{fmt.Sprintf("invalid value '%s' for annotation '%s': %v", v, s.key, perr)}
+		}
+		if *s.l == nil {
+			*s.l = corev1.ResourceList{}
+		}
+		(*s.l)[s.name] = q
+	}
+	return res, true, nil
+}
+
+var resourceAnnotations = []string{annProxyCPU, annProxyMemory, annProxyCPULimit, annProxyMemoryLimit}
