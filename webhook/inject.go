@@ -117,6 +117,10 @@ type Injector struct {
 	// floor when a revision's templates never rendered.
 	builtin     sync.Map
 	builtinText Templates
+	// checked is, per revision name, the inputs of its last successful
+	// ValidateRevision: the controller checks every reconcile, and renders
+	// again only when a revision's fields or template text changed.
+	checked sync.Map // string → templateKey
 }
 
 // NewInjector checks opts, applies defaults and registers the metrics.
@@ -608,14 +612,21 @@ func (i *Injector) ValidateRevision(ctx context.Context, mesh *v1alpha1.Mesh, re
 	if err != nil {
 		return err
 	}
-	if _, err := i.render(i.revisionData(&rev), text); err != nil {
+	rd := i.revisionData(&rev)
+	key := templateKey{name: rev.Name, version: rev.Version, proxyImage: rd.ProxyImage, discovery: rd.DiscoveryAddress, templatesCM: rev.Templates, text: text}
+	if last, ok := i.checked.Load(rev.Name); ok && last.(templateKey) == key {
+		return nil
+	}
+	if _, err := i.render(rd, text); err != nil {
+		i.checked.Delete(rev.Name)
 		return err
 	}
+	i.checked.Store(rev.Name, key)
 	return nil
 }
 
 // RenderRevision renders rev's templates and returns the sidecar and gateway
-// fragments, for tools (meshrev check-inject) and tests.
+// fragments, for the namespace validator's Pod Security check and tests.
 func (i *Injector) RenderRevision(ctx context.Context, rev v1alpha1.Revision) (sidecar, gateway Fragment, err error) {
 	text, err := i.opts.Templates.Templates(ctx, &rev)
 	if err != nil {

@@ -218,6 +218,25 @@ func TestTemplatesRenderOncePerRevision(t *testing.T) {
 	assert.NotContains(t, inj.cache.entries, "1-23-6")
 }
 
+func TestValidateRevisionRendersAgainWhenItsTemplatesChange(t *testing.T) {
+	good := DefaultTemplates()
+	current := good
+	inj := newTestInjector(t, &fixedState{}, func(o *InjectorOptions) {
+		o.Templates = TemplateSourceFunc(func(context.Context, *v1alpha1.Revision) (Templates, error) { return current, nil })
+	})
+	mesh := meshOf(stableCanary())
+	rev := mesh.Spec.Revisions[1]
+	ctx := context.Background()
+	require.NoError(t, inj.ValidateRevision(ctx, mesh, rev))
+	require.NoError(t, inj.ValidateRevision(ctx, mesh, rev), "the same inputs check the same")
+
+	current = Templates{Sidecar: "containers:\n- name: {{ .Revision.Name ", Gateway: good.Gateway}
+	require.ErrorContains(t, inj.ValidateRevision(ctx, mesh, rev), "parse sidecar template", "a changed text is rendered again")
+
+	current = good
+	require.NoError(t, inj.ValidateRevision(ctx, mesh, rev), "fixed templates check good again")
+}
+
 func TestValidateRevision(t *testing.T) {
 	good := DefaultTemplates()
 	tests := map[string]struct {
