@@ -92,6 +92,12 @@ var rules = map[string]rule{
 	"the chart imports no meshrev package": {
 		pkg: "charts",
 	},
+	"Istio's charts for tests and the demo import no meshrev package": {
+		pkg: "internal/istiocharts",
+	},
+	"the chart-repository command uses that library only": {
+		pkg: "hack/istiocharts", may: []string{"internal/istiocharts"},
+	},
 }
 
 // listed is the part of `go list -json` output the rules need.
