@@ -5,11 +5,15 @@
 # promote, upgrade the data plane, unpublish the old revision; then the
 # rollback path with a second canary, and the refusals a user meets. Every
 # expectation is checked; the first that fails stops the demo and says which.
+# Each revision's control plane is a Helm release of Istio's own istiod chart
+# (after the base chart's CRDs), from a chart repository on 127.0.0.1 that
+# hack/dev.sh serves (hack/istiocharts).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
 DEV=${MESHREV_CLUSTER_DIR:-$ROOT/.dev}
 export KUBECONFIG=$DEV/kubeconfig PATH=$DEV/bin:$PATH
+export CONTROL_PLANES=helm
 STEP=0
 T0=$SECONDS
 
@@ -55,6 +59,10 @@ mesh() { kubectl get mesh default -o jsonpath="$1"; }
 revisions_of() {
   kubectl get pods -n "$1" -l "$2" -o jsonpath='{range .items[*]}{.metadata.labels.meshrev\.io/revision}{"\n"}{end}' | sort -u | paste -sd, -
 }
+# release REV: the status meshrev reports for revision REV's Helm release.
+release() { mesh "{.status.revisions[?(@.name==\"$1\")].controlPlane.releaseStatus}"; }
+# helm_release NAME: NAME when Helm's storage has release NAME in istio-system.
+helm_release() { helm list -n istio-system -q --filter "^$1\$"; }
 nslabel() { kubectl get ns "$1" -o jsonpath="{.metadata.labels.${2//./\\.}}"; }
 rollout() { kubectl rollout status -n "$1" "deploy/$2" --timeout=120s >/dev/null || fail "deployment $1/$2 did not roll out"; }
 
@@ -73,6 +81,8 @@ run kubectl apply -f hack/demo/gateway.yaml >/dev/null
 for d in details-v1 ratings-v1 reviews-v1 reviews-v2 reviews-v3 productpage-v1; do rollout default "$d"; done
 rollout istio-system istio-ingressgateway
 eventually "control plane istiod-1-22-6 is available" 1 kubectl get deploy -n istio-system istiod-1-22-6 -o jsonpath='{.status.availableReplicas}'
+eventually "its control plane is Helm release istiod-1-22-6 of Istio's istiod chart" deployed release 1-22-6
+run helm list -n istio-system
 expect_eq "every Bookinfo pod runs the 1.22.6 sidecar" 1-22-6 revisions_of default 'app in (details,ratings,reviews,productpage)'
 expect_eq "the gateway runs 1.22.6" 1-22-6 revisions_of istio-system istio=ingressgateway
 run meshrev status
@@ -81,6 +91,8 @@ step "Deploy the canary control plane 1.23.6"
 run meshrev canary deploy 1.23.6
 expect_eq "the Mesh has canary 1-23-6" 1-23-6 mesh '{.spec.canary}'
 eventually "control plane istiod-1-23-6 is available" 1 kubectl get deploy -n istio-system istiod-1-23-6 -o jsonpath='{.status.availableReplicas}'
+eventually "Helm release istiod-1-23-6 is installed (Istio's 1.23.6 CRDs first)" deployed release 1-23-6
+run helm list -n istio-system
 eventually "phase is CanaryDeployed" CanaryDeployed mesh '{.status.phase}'
 expect_eq "workloads still run 1.22.6" 1-22-6 revisions_of default app
 run meshrev status
@@ -125,7 +137,9 @@ run meshrev status
 step "Unpublish the old revision 1.22.6"
 run meshrev unpublish --yes
 expect_eq "only 1-23-6 is published" 1-23-6 mesh '{.spec.revisions[*].name}'
-eventually "control plane istiod-1-22-6 is gone" "" kubectl get deploy -n istio-system -l meshrev.io/revision=1-22-6 -o name
+eventually "control plane istiod-1-22-6 is gone" "" kubectl get deploy -n istio-system istiod-1-22-6 --ignore-not-found -o name
+eventually "Helm release istiod-1-22-6 is uninstalled" "" helm_release istiod-1-22-6
+run helm list -n istio-system
 eventually "phase is Stable" Stable mesh '{.status.phase}'
 run meshrev status
 
@@ -137,6 +151,7 @@ refused "the skip policy" "skip policy" meshrev canary deploy 1.25.0
 step "Deploy canary 1.24.2, switch default to it and redeploy reviews-v2"
 run meshrev canary deploy 1.24.2
 eventually "control plane istiod-1-24-2 is available" 1 kubectl get deploy -n istio-system istiod-1-24-2 -o jsonpath='{.status.availableReplicas}'
+eventually "Helm release istiod-1-24-2 is installed" deployed release 1-24-2
 run meshrev namespace switch default --to canary
 run meshrev redeploy -n default reviews-v2 --wait
 expect_eq "reviews-v2 runs the canary 1.24.2" 1-24-2 revisions_of default app=reviews,version=v2
@@ -150,7 +165,9 @@ step "Revoke the canary"
 run meshrev revoke --yes
 expect_eq "no canary" "" mesh '{.spec.canary}'
 expect_eq "only 1-23-6 is published" 1-23-6 mesh '{.spec.revisions[*].name}'
-eventually "control plane istiod-1-24-2 is gone" "" kubectl get deploy -n istio-system -l meshrev.io/revision=1-24-2 -o name
+eventually "control plane istiod-1-24-2 is gone" "" kubectl get deploy -n istio-system istiod-1-24-2 --ignore-not-found -o name
+eventually "Helm release istiod-1-24-2 is uninstalled" "" helm_release istiod-1-24-2
+run helm list -n istio-system
 eventually "phase is Stable" Stable mesh '{.status.phase}'
 run meshrev status
 
