@@ -11,7 +11,9 @@ import (
 // (or of the template text) renders again.
 type templateKey struct {
 	name, version, proxyImage, discovery, templatesCM string
-	text                                              Templates
+	// proxy is the revision's ProxySettings, as a string (comparable).
+	proxy string
+	text  Templates
 }
 
 // cacheEntry is what the cache knows of one revision.
