@@ -92,7 +92,7 @@ func TestReleaseFromConfig(t *testing.T) {
 			}()},
 		},
 		"injection values that are not JSON are an error": {values: `{`, wantErr: "injection values are not JSON"},
-		"a mesh config that is not YAML is an error":       {mesh: "defaultConfig: [", wantErr: "mesh config is not YAML"},
+		"a mesh config that is not YAML is an error":      {mesh: "defaultConfig: [", wantErr: "mesh config is not YAML"},
 	}
 	for name, c := range cases {
 		t.Run(name, func(t *testing.T) {
