@@ -181,6 +181,14 @@ func deniedToManager(ctx context.Context, sa *kubernetes.Clientset, app string) 
 			}, metav1.CreateOptions{DryRun: dry})
 			return err
 		},
+		"create a ClusterRole (the RBAC of helm control planes is off by default)": func() error {
+			_, err := sa.RbacV1().ClusterRoles().Create(ctx, &rbacv1.ClusterRole{ObjectMeta: metav1.ObjectMeta{Name: "meshrev-forbidden"}}, metav1.CreateOptions{DryRun: dry})
+			return err
+		},
+		"write a Helm release record in the mesh namespace (helm control planes are off by default)": func() error {
+			_, err := sa.CoreV1().Secrets(controlPlaneNamespace).Create(ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "sh.helm.release.v1.istiod-1-22-6.v1"}}, metav1.CreateOptions{DryRun: dry})
+			return err
+		},
 		"edit the Mesh spec (people do that, through the validator)": func() error {
 			_, err := sa.RESTClient().Patch(types.MergePatchType).AbsPath("/apis/meshrev.io/v1alpha1/meshes/default").
 				Param("dryRun", metav1.DryRunAll).Body([]byte(`{"spec":{"canary":null}}`)).DoRaw(ctx)
