@@ -136,7 +136,7 @@ func (r *Reconciler) reconcileIstiod(ctx context.Context, mesh *v1alpha1.Mesh, r
 		if err != nil {
 			return fmt.Errorf("control plane of revision %s: %w", rev.Name, err)
 		}
-		if ok {
+		if ok && res.status == ReleaseDeployed {
 			// The records' owner too: a manager stopped between an upgrade
 			// and that patch left it undone.
 			if err := r.helm.ownRecords(ctx, r.client, d); err != nil {
@@ -145,8 +145,10 @@ func (r *Reconciler) reconcileIstiod(ctx context.Context, mesh *v1alpha1.Mesh, r
 			r.helm.record(rev.Name, res)
 			return nil
 		}
-		// Objects stamped, but no record (Helm's Secrets deleted by hand):
-		// install again, which takes the objects back into a release.
+		// Objects stamped, but the last record is not deployed (an upgrade
+		// that failed after applying them) or there is none (Helm's Secrets
+		// deleted by hand): install or upgrade again, which takes the
+		// objects back into a deployed release.
 	}
 	if err := r.helm.apply(ctx, d); err != nil {
 		return fmt.Errorf("control plane of revision %s: %w", rev.Name, err)
