@@ -14,6 +14,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/kubernetes"
 )
 
@@ -340,7 +341,12 @@ func createNode(ctx context.Context, cs kubernetes.Interface, name, kubeletVersi
 			NodeInfo: corev1.NodeSystemInfo{KubeletVersion: kubeletVersion}},
 	}
 	_, err := cs.CoreV1().Nodes().Create(ctx, node, metav1.CreateOptions{})
-	if err != nil && !apierrors.IsAlreadyExists(err) {
+	if apierrors.IsAlreadyExists(err) {
+		// A node kept from an older start reports the kubelet of this one.
+		patch := fmt.Sprintf(`{"status":{"nodeInfo":{"kubeletVersion":%q}}}`, kubeletVersion)
+		_, err = cs.CoreV1().Nodes().Patch(ctx, name, types.MergePatchType, []byte(patch), metav1.PatchOptions{}, "status")
+	}
+	if err != nil {
 		return fmt.Errorf("creating node %s: %w", name, err)
 	}
 	return nil

@@ -158,8 +158,9 @@ func cliRevisionsOf(t *testing.T, ns, name string) []string {
 		if rev != "" {
 			v, err := revisions.VersionFromRevisionName(rev)
 			require.NoError(t, err)
-			idx := slices.IndexFunc(p.Spec.Containers, func(c corev1.Container) bool { return strings.HasSuffix(c.Image, ":"+v.String()) })
-			require.GreaterOrEqual(t, idx, 0, "pod %s/%s is labelled %s but no container runs proxy %s: %+v", ns, p.Name, rev, v, p.Spec.Containers)
+			proxy := sidecarOf(&p)
+			require.NotNil(t, proxy, "pod %s/%s is labelled %s but has no istio-proxy", ns, p.Name, rev)
+			require.True(t, strings.HasSuffix(proxy.Image, ":"+v.String()), "pod %s/%s is labelled %s but its proxy runs %s", ns, p.Name, rev, proxy.Image)
 		}
 		revs = append(revs, rev)
 	}
