@@ -43,8 +43,10 @@ type nodeKubelets struct {
 	// their versions (for the log); it is empty on an up-to-date cluster.
 	old map[string]string
 	// all is len(old) == 0, read without the lock.
-	all    atomic.Bool
+	all atomic.Bool
+	// synced is the handler's HasSynced; listed remembers that it said yes.
 	synced func() bool
+	listed atomic.Bool
 }
 
 // watchNodes registers the handler on c's Node informer.
@@ -92,8 +94,11 @@ func (k *nodeKubelets) set(obj any, deleted bool) {
 // mistaken for a cluster without old nodes. Not synced in time means false:
 // a classic sidecar runs everywhere.
 func (k *nodeKubelets) allNative(ctx context.Context) bool {
-	if !k.synced() && !toolscache.WaitForCacheSync(ctx.Done(), k.synced) {
-		return false
+	if !k.listed.Load() {
+		if !k.synced() && !toolscache.WaitForCacheSync(ctx.Done(), k.synced) {
+			return false
+		}
+		k.listed.Store(true)
 	}
 	return k.all.Load()
 }
