@@ -31,10 +31,10 @@ type CacheState struct {
 // NewCacheState returns a State backed by c. It registers the Mesh, Namespace
 // and Node informers up front, so that the first admission request does not
 // wait for an informer to start; c's scheme must know v1alpha1, and c should
-// trim Nodes with TrimNode. live, when
-// not nil, is read (an API call) only when the cache does not hold a pod's
-// namespace yet: a pod created right after its namespace would otherwise be
-// refused until the informer catches up.
+// trim Nodes with TrimNode. live, when not nil, is read (an API call) only
+// when the cache does not hold a pod's namespace yet: a pod created right
+// after its namespace would otherwise be refused until the informer catches
+// up.
 func NewCacheState(ctx context.Context, c cache.Cache, live client.Reader) (*CacheState, error) {
 	for _, obj := range []client.Object{&v1alpha1.Mesh{}, &corev1.Namespace{}} {
 		if _, err := c.GetInformer(ctx, obj); err != nil {
