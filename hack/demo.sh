@@ -65,6 +65,19 @@ release() { mesh "{.status.revisions[?(@.name==\"$1\")].controlPlane.releaseStat
 helm_release() { helm list -n istio-system -q --filter "^$1\$"; }
 nslabel() { kubectl get ns "$1" -o jsonpath="{.metadata.labels.${2//./\\.}}"; }
 rollout() { kubectl rollout status -n "$1" "deploy/$2" --timeout=120s >/dev/null || fail "deployment $1/$2 did not roll out"; }
+# contains DESCRIPTION SUBSTRING COMMAND...: the command's output must contain SUBSTRING.
+contains() {
+  local what=$1 want=$2; shift 2
+  local got; got=$("$@" 2>&1) || true
+  [[ $got == *"$want"* ]] || fail "$what: want '$want' in '$got'"
+  ok "$what"
+}
+# pod_path NS SELECTOR PATH...: the jsonpath PATHs (space-separated) of the first pod of SELECTOR.
+pod_path() {
+  local ns=$1 sel=$2 tpl="" p; shift 2
+  for p in "$@"; do tpl+="${tpl:+ }{.items[0]$p}"; done
+  kubectl get pods -n "$ns" -l "$sel" -o jsonpath="$tpl"
+}
 
 step "Bring up the local cluster, build meshrev and install it with Helm (stable 1.22.6)"
 hack/dev.sh up
@@ -86,6 +99,26 @@ run helm list -n istio-system
 expect_eq "every Bookinfo pod runs the 1.22.6 sidecar" 1-22-6 revisions_of default 'app in (details,ratings,reviews,productpage)'
 expect_eq "the gateway runs 1.22.6" 1-22-6 revisions_of istio-system istio=ingressgateway
 run meshrev status
+
+step "Probes and a Job in the mesh: HTTP probes go through the sidecar, the Job's sidecar is native"
+say "Bookinfo's readiness and liveness probes are HTTP GETs of /health on :9080. Under STRICT mTLS the"
+say "kubelet could not reach them, so the injector points them at the sidecar's agent, which probes the app."
+P='.spec.containers[?(@.name=="productpage")].readinessProbe.httpGet'
+run kubectl get pods -n default -l app=productpage -o jsonpath="{.items[0]$P}{\"\n\"}"
+expect_eq "productpage's readiness probe goes to the agent" "15020 /app-health/productpage/readyz" pod_path default app=productpage "$P.port" "$P.path"
+say "sidecarMode Auto (the revision's default): every node's kubelet is 1.33 or newer, so istio-proxy is a"
+say "native sidecar, an init container with restartPolicy Always."
+run kubectl get nodes -o custom-columns=NODE:.metadata.name,KUBELET:.status.nodeInfo.kubeletVersion
+PROXY='.spec.initContainers[?(@.name=="istio-proxy")]'
+contains "the agent has productpage's original probe in ISTIO_KUBE_APP_PROBERS" \
+  '"/app-health/productpage/readyz":{"httpGet":{"path":"/health","port":9080' \
+  pod_path default app=productpage "$PROXY.env[?(@.name==\"ISTIO_KUBE_APP_PROBERS\")].value"
+run kubectl apply -n default -f hack/demo/job.yaml >/dev/null
+run kubectl wait -n default --for=condition=complete job/productpage-smoke --timeout=90s >/dev/null
+expect_eq "the Job's pod runs istio-proxy as a native sidecar" "istio-proxy Always" \
+  pod_path default job-name=productpage-smoke "$PROXY.name" "$PROXY.restartPolicy"
+expect_eq "the Job completed" 1 kubectl get job -n default productpage-smoke -o jsonpath='{.status.succeeded}'
+run kubectl delete -n default -f hack/demo/job.yaml --cascade=foreground >/dev/null
 
 step "Deploy the canary control plane 1.23.6"
 run meshrev canary deploy 1.23.6

@@ -130,6 +130,10 @@ func allowedToManager(ctx context.Context, sa *kubernetes.Clientset, app string)
 			_, err := sa.CoreV1().Secrets(meshrevNamespace).Get(ctx, "meshrev-webhook-tls", metav1.GetOptions{})
 			return err
 		},
+		"list nodes (their kubelet versions decide sidecarMode Auto)": func() error {
+			_, err := sa.CoreV1().Nodes().List(ctx, metav1.ListOptions{Limit: 1})
+			return err
+		},
 		"patch a namespace's labels": func() error {
 			_, err := sa.CoreV1().Namespaces().Patch(ctx, app, types.MergePatchType, []byte(`{"metadata":{"labels":{"e2e":"x"}}}`), metav1.PatchOptions{DryRun: dry})
 			return err
@@ -156,6 +160,13 @@ func deniedToManager(ctx context.Context, sa *kubernetes.Clientset, app string) 
 		},
 		"delete a namespace": func() error {
 			return sa.CoreV1().Namespaces().Delete(ctx, app, metav1.DeleteOptions{DryRun: dry})
+		},
+		"label a node": func() error {
+			_, err := sa.CoreV1().Nodes().Patch(ctx, "kwok-node-0", types.MergePatchType, []byte(`{"metadata":{"labels":{"e2e":"x"}}}`), metav1.PatchOptions{DryRun: dry})
+			return err
+		},
+		"delete a node": func() error {
+			return sa.CoreV1().Nodes().Delete(ctx, "kwok-node-0", metav1.DeleteOptions{DryRun: dry})
 		},
 		"create a pod": func() error {
 			_, err := sa.CoreV1().Pods(app).Create(ctx, testPod("forbidden", nil), metav1.CreateOptions{DryRun: dry})
