@@ -103,7 +103,8 @@ func (o *dashboardOptions) run(ctx context.Context) error {
 	if o.ready != nil {
 		o.ready(url)
 	}
-	hs := &http.Server{Handler: srv.Handler(), ReadHeaderTimeout: 10 * time.Second}
+	// Requests live in ctx: stopping the dashboard ends the event streams.
+	hs := &http.Server{Handler: srv.Handler(), ReadHeaderTimeout: 10 * time.Second, BaseContext: func(net.Listener) context.Context { return ctx }}
 	go func() {
 		<-ctx.Done()
 		shutdown, done := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)

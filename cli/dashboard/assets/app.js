@@ -28,17 +28,22 @@
       document.body.dataset.version = version;
       setLive("live", "live · updated " + new Date().toLocaleTimeString());
     });
+    // A step started from another page: say so here too (this page's own
+    // step is reported by its answer, with the refusal).
     es.addEventListener("running", (e) => {
+      if (busy) return;
       const r = JSON.parse(e.data);
-      status.textContent = "Running " + r.step + "…";
+      log.textContent = "";
+      status.textContent = "Running " + r.step + " (from another page)…";
     });
     es.addEventListener("progress", (e) => {
       const p = JSON.parse(e.data);
       log.textContent += p.line + "\n";
     });
     es.addEventListener("done", (e) => {
+      if (busy) return;
       const d = JSON.parse(e.data);
-      status.textContent = d.ok ? "Done: " + d.step : "Refused: " + d.step;
+      status.textContent = (d.ok ? "Done: " : "Refused: ") + d.step + " (from another page)";
     });
   }
   document.body.dataset.version = version;
