@@ -22,6 +22,7 @@ import (
 	"net"
 	"net/http"
 	"path"
+	"reflect"
 	"strconv"
 	"strings"
 	"sync"
@@ -79,6 +80,14 @@ type Server struct {
 	subs     map[chan event]struct{}
 	// running names the step in progress: one step at a time.
 	running string
+	// nsKey is what the namespaces fragment was rendered from.
+	nsKey *namespacesKey
+}
+
+// namespacesKey is what the namespaces fragment shows.
+type namespacesKey struct {
+	err, stable, canary string
+	namespaces          []Namespace
 }
 
 // event is one server-sent event.
@@ -145,8 +154,19 @@ func (s *Server) Run(ctx context.Context) {
 // that differ from the last rendering.
 func (s *Server) refresh(ctx context.Context) {
 	st := s.backend.State(ctx)
+	// The namespaces table is the one fragment that grows with the cluster
+	// (thousands of rows): pod events during a rollout leave its inputs as
+	// they were, so it is rendered again only when they change.
+	nsKey := namespacesKey{st.Error, st.Stable, st.Canary, st.Namespaces}
+	s.mu.Lock()
+	prevNS, prevKey := s.rendered["namespaces"], s.nsKey
+	s.mu.Unlock()
 	out := map[string]string{}
 	for _, name := range fragments {
+		if name == "namespaces" && prevKey != nil && reflect.DeepEqual(*prevKey, nsKey) {
+			out[name] = prevNS
+			continue
+		}
 		html, err := s.render(name, view{State: st, Token: s.token})
 		if err != nil {
 			s.log.Error(err, "render fragment", "fragment", name)
@@ -166,6 +186,7 @@ func (s *Server) refresh(ctx context.Context) {
 		return
 	}
 	s.rendered = out
+	s.nsKey = &nsKey
 	s.version++
 	for _, name := range changed {
 		s.broadcastLocked(fragmentEvent(name, out[name], s.version))

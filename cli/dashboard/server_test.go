@@ -9,6 +9,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -38,7 +39,9 @@ type fakeBackend struct {
 func (f *fakeBackend) State(context.Context) *State {
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	// A fresh state each time, as the CLI's backend builds one.
 	s := f.state
+	s.Namespaces = slices.Clone(s.Namespaces)
 	return &s
 }
 
@@ -421,4 +424,27 @@ func TestDiagramLaysBoxesOutSideBySide(t *testing.T) {
 	assert.Equal(t, d.Boxes[2].X+d.Boxes[2].W+margin, d.W)
 	assert.Equal(t, "- (old stable)", d.Boxes[2].Lines[1].Value)
 	assert.Contains(t, d.Summary, "revision 1-23-6, version 1.23.6, tags canary, control plane NotReady (ClusterIP), 1 pods")
+}
+
+// BenchmarkRenderNamespaces renders the namespaces fragment of 5000
+// namespaces: what the server does once per change (not per page open).
+func BenchmarkRenderNamespaces(b *testing.B) {
+	st := canaryState()
+	st.Namespaces = nil
+	for i := range 5000 {
+		name := fmt.Sprintf("team-%04d", i)
+		st.Namespaces = append(st.Namespaces, Namespace{Name: name, Labels: []string{"istio.io/rev=canary", "kubernetes.io/metadata.name=" + name},
+			Label: "istio.io/rev=canary", Revision: "1-23-6", Reason: "NamespaceRevisionLabel"})
+	}
+	s, err := New(Options{Backend: &fakeBackend{state: st}, Token: testToken})
+	require.NoError(b, err)
+	var size int
+	for b.Loop() {
+		html, err := s.render("namespaces", view{State: &st, Token: testToken})
+		if err != nil {
+			b.Fatal(err)
+		}
+		size = len(html)
+	}
+	b.ReportMetric(float64(size), "bytes/render")
 }

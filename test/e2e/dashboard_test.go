@@ -411,7 +411,7 @@ func TestDashboardWalksTheUpgradeByClicking(t *testing.T) {
 	// One row's button.
 	b.click(fmt.Sprintf(`tr[data-workload=%s] button`, jsString(app+"/Deployment/reviews-v2")))
 	r = b.done(5 * time.Minute)
-	assert.Contains(t, r.log, "[1/1] deployment/reviews-v2 in "+app+" rolled out")
+	assert.Regexp(t, `\[1/1\] .* deployment/reviews-v2 in `+app+` rolled out`, r.log, "the verb's progress line")
 	assert.Equal(t, []string{"1-23-6"}, cliRevisionsOf(t, app, "reviews-v2"))
 	b.wait("reviews-v2 gone from the list", fmt.Sprintf(`!document.querySelector('tr[data-workload=%s]')`, jsString(app+"/Deployment/reviews-v2")), 10*time.Second)
 
