@@ -15,7 +15,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/go-logr/logr"
+	"github.com/go-logr/logr/funcr"
 	"github.com/spf13/cobra"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/labels"
@@ -36,8 +36,6 @@ type dashboardOptions struct {
 	*globals
 	port int
 	open bool
-	// ready, when set, receives the URL once the server listens (tests).
-	ready func(url string)
 }
 
 func newDashboardCommand(g *globals) *cobra.Command {
@@ -79,7 +77,9 @@ func (o *dashboardOptions) run(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("dashboard: %w", err)
 	}
-	srv, err := dashboard.New(dashboard.Options{Backend: backend, Token: rand.Text(), Log: logr.FromContextOrDiscard(ctx)})
+	// The server's own errors (a template that fails) go to stderr.
+	log := funcr.New(func(prefix, args string) { fmt.Fprintln(o.streams.ErrOut, prefix, args) }, funcr.Options{})
+	srv, err := dashboard.New(dashboard.Options{Backend: backend, Token: rand.Text(), Log: log})
 	if err != nil {
 		return err
 	}
@@ -99,9 +99,6 @@ func (o *dashboardOptions) run(ctx context.Context) error {
 		if err := openBrowser(url); err != nil {
 			fmt.Fprintf(o.streams.ErrOut, "could not open a browser (%v): open the URL above yourself\n", err)
 		}
-	}
-	if o.ready != nil {
-		o.ready(url)
 	}
 	// Requests live in ctx: stopping the dashboard ends the event streams.
 	hs := &http.Server{Handler: srv.Handler(), ReadHeaderTimeout: 10 * time.Second, BaseContext: func(net.Listener) context.Context { return ctx }}

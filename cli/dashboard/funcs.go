@@ -39,8 +39,9 @@ type svgBox struct {
 	Role  string
 	Title string
 	Lines []svgLine
-	// ArrowX is where the arrow from the previous box ends (0: no arrow).
-	ArrowFrom, ArrowTo int
+	// ArrowFrom and ArrowTo are where the arrow from the previous box
+	// starts and ends, at height ArrowY (ArrowTo 0: no arrow).
+	ArrowFrom, ArrowTo, ArrowY int
 }
 
 // svgLine is one line of a box.
@@ -105,7 +106,7 @@ func diagram(s *State) svgDiagram {
 			b.Lines[j].Y = margin + 56 + j*lineStep
 		}
 		if i > 0 {
-			b.ArrowFrom, b.ArrowTo = x-boxGap+4, x-6
+			b.ArrowFrom, b.ArrowTo, b.ArrowY = x-boxGap+4, x-6, margin+boxHeight/2
 		}
 		d.Boxes = append(d.Boxes, b)
 		said = append(said, fmt.Sprintf("revision %s, version %s, tags %s, control plane %s, %d pods", r.Name, r.Version, tags, cp, r.Pods))
