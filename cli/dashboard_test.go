@@ -2,7 +2,12 @@ package cli
 
 import (
 	"context"
+	"os"
+	"path/filepath"
+	"runtime"
+	"strings"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -85,4 +90,42 @@ func TestUnpagedReaderDropsOnlyTheLimit(t *testing.T) {
 	r := unpagedReader{rec}
 	require.NoError(t, r.List(context.Background(), &v1alpha1.MeshList{}, client.Limit(500), client.InNamespace("a"), client.HasLabels{"x"}))
 	assert.Equal(t, []client.ListOption{client.InNamespace("a"), client.HasLabels{"x"}}, rec.opts, "a cache would cut its one page at the limit")
+}
+
+func TestOpenBrowserRunsTheDesktopsOpener(t *testing.T) {
+	if runtime.GOOS != "linux" {
+		t.Fatalf("this test fakes xdg-open, the opener on linux; %s uses another", runtime.GOOS)
+	}
+	dir := t.TempDir()
+	got := filepath.Join(dir, "opened")
+	script := "#!/bin/sh\nprintf '%s' \"$1\" > " + got + "\n"
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "xdg-open"), []byte(script), 0o755))
+	t.Setenv("PATH", dir)
+
+	url := "http://127.0.0.1:8421/?token=ABC"
+	require.NoError(t, openBrowser(url))
+	require.Eventually(t, func() bool {
+		b, err := os.ReadFile(got)
+		return err == nil && string(b) == url
+	}, 10*time.Second, 20*time.Millisecond, "xdg-open was given the dashboard's URL")
+}
+
+func TestDashboardRefusesWhatIsNotAPort(t *testing.T) {
+	tests := map[string]struct {
+		args []string
+		want string
+	}{
+		"a port above 65535 is refused":   {args: []string{"dashboard", "--port", "70000"}, want: "--port 70000 is not a port"},
+		"a negative port is refused":      {args: []string{"dashboard", "--port=-1"}, want: "--port -1 is not a port"},
+		"the dashboard takes no argument": {args: []string{"dashboard", "now"}, want: "takes no arguments"},
+	}
+	for name, tc := range tests {
+		t.Run(name, func(t *testing.T) {
+			var out, errOut strings.Builder
+			code := Run(context.Background(), Options{Streams: IOStreams{In: strings.NewReader(""), Out: &out, ErrOut: &errOut}}, tc.args)
+			assert.Equal(t, 1, code)
+			assert.Contains(t, errOut.String(), tc.want)
+			assert.Empty(t, out.String(), "no URL printed")
+		})
+	}
 }
