@@ -52,21 +52,25 @@ repository (docker.io/istio/pilot when none) tagged VERSION.`,
 		Example: `  meshrev canary deploy 1.23.6
   meshrev canary deploy 1.23.6 --load-balancer`,
 		Args: exactArgs(1, "VERSION"),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			if err := o.complete(args); err != nil {
-				return err
-			}
-			if err := o.validate(); err != nil {
-				return err
-			}
-			return o.run(cmd.Context())
-		},
+		RunE: func(cmd *cobra.Command, args []string) error { return o.execute(cmd.Context(), args) },
 	}
 	f := cmd.Flags()
 	f.StringVar(&o.proxyImage, "proxy-image", "", "sidecar proxy image (default: stable's proxy repository tagged VERSION, else the manager's --proxy-image-repo, "+revisions.DefaultProxyImageRepo+" unless configured)")
 	f.StringVar(&o.controlPlaneImage, "control-plane-image", "", "control plane image (default: stable's control-plane repository, or "+revisions.DefaultControlPlaneImageRepo+", tagged VERSION; when stable's control plane is a Helm release, the canary's is one too, from the same repository, unless this flag or --load-balancer asks for an image)")
 	f.BoolVar(&o.loadBalancer, "load-balancer", false, "expose the canary's control plane through a Service of type LoadBalancer")
 	return cmd
+}
+
+// execute is "canary deploy VERSION": the verb and the dashboard's button
+// both run it.
+func (o *canaryDeployOptions) execute(ctx context.Context, args []string) error {
+	if err := o.complete(args); err != nil {
+		return err
+	}
+	if err := o.validate(); err != nil {
+		return err
+	}
+	return o.run(ctx)
 }
 
 func (o *canaryDeployOptions) complete(args []string) error {

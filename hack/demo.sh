@@ -210,4 +210,5 @@ expect_eq "history" "Install DeployCanary Promote Unpublish DeployCanary Revoke"
 
 printf '\n\033[1;32mDemo complete in %d s: every expectation held.\033[0m\n' $((SECONDS - T0))
 echo "The cluster is still up:  export KUBECONFIG=$KUBECONFIG PATH=$DEV/bin:\$PATH"
+echo "Open the dashboard:       KUBECONFIG=$KUBECONFIG $DEV/bin/meshrev dashboard --open"
 echo "Tear it down with:        make dev-down"
