@@ -93,7 +93,7 @@ func run(args []string) error {
 			return err
 		}
 		fmt.Printf("binaries ready in %s:\n", time.Since(start).Round(100*time.Millisecond))
-		for _, p := range []string{bins.Etcd, bins.KubeAPIServer, bins.KubeControllerManager, bins.KubeScheduler, bins.Kubectl, bins.Helm, bins.Kwok, bins.KwokStages} {
+		for _, p := range []string{bins.Etcd, bins.KubeAPIServer, bins.KubeControllerManager, bins.KubeScheduler, bins.Kubectl, bins.Helm, bins.Kwok, bins.KwokStages, bins.PilotDiscovery} {
 			fmt.Println("  " + p)
 		}
 		return nil

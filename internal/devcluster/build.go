@@ -32,6 +32,10 @@ type Binaries struct {
 	Kubectl               string
 	Helm                  string
 	Kwok                  string
+	// PilotDiscovery is Istio's pilot-discovery (istiod) of the pinned
+	// istio.io/istio module, the one whose charts the e2e tests install: they
+	// run it as a local process against the cluster as a revision's control plane.
+	PilotDiscovery string
 	// KwokStages is a multi-document YAML of kwok Stage objects (node
 	// initialize and lease heartbeat, pod ready/complete/delete), taken from
 	// the pinned kwok module's kustomize/stage directory.
@@ -107,6 +111,25 @@ func kwokLDFlags(m modInfo) []string {
 	return []string{"-X", "sigs.k8s.io/kwok/pkg/consts.Version=" + strings.TrimPrefix(m.Version, "v")}
 }
 
+// istioLDFlags stamp pilot-discovery's `version` output as Istio's own
+// build does (pkg/version), from the pinned module: its version as the
+// version and tag, the commit of its pseudo-version as the git revision.
+func istioLDFlags(m modInfo) []string {
+	revision := m.Version
+	if i := strings.LastIndex(m.Version, "-"); i >= 0 {
+		revision = m.Version[i+1:]
+	}
+	const pkg = "istio.io/istio/pkg/version."
+	return []string{
+		"-X", pkg + "buildVersion=" + m.Version,
+		"-X", pkg + "buildGitRevision=" + revision,
+		"-X", pkg + "buildStatus=Clean",
+		"-X", pkg + "buildTag=" + m.Version,
+		"-X", pkg + "buildOS=" + runtime.GOOS,
+		"-X", pkg + "buildArch=" + runtime.GOARCH,
+	}
+}
+
 func noLDFlags(modInfo) []string { return nil }
 
 // components in build order: etcd and the API server first, so that a partial
@@ -119,6 +142,8 @@ var components = []component{
 	{name: "kubectl", module: "k8s", pin: "k8s.io/kubernetes", tag: "kubernetes", pkg: "k8s.io/kubernetes/cmd/kubectl", ldflags: kubeLDFlags},
 	{name: "kwok", module: "kwok", pin: "sigs.k8s.io/kwok", tag: "kwok", pkg: "sigs.k8s.io/kwok/cmd/kwok", ldflags: kwokLDFlags},
 	{name: "helm", module: "helm", pin: "helm.sh/helm/v3", tag: "helm", pkg: "helm.sh/helm/v3/cmd/helm", ldflags: helmLDFlags},
+	// Last: the heaviest build, and only the e2e test of a real istiod runs it.
+	{name: "pilot-discovery", module: "pilot", pin: "istio.io/istio", tag: "istio", pkg: "istio.io/istio/pilot/cmd/pilot-discovery", ldflags: istioLDFlags},
 }
 
 // kwokStageFiles are the stages of the pinned kwok module, relative to its
@@ -243,6 +268,8 @@ func Build(ctx context.Context, opts BuildOptions) (*Binaries, error) {
 			b.Helm = p.out
 		case "kwok":
 			b.Kwok = p.out
+		case "pilot-discovery":
+			b.PilotDiscovery = p.out
 		}
 	}
 	return b, nil
