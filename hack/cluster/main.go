@@ -88,7 +88,7 @@ func run(args []string) error {
 	switch command {
 	case "build":
 		start := time.Now()
-		bins, err := devcluster.Build(ctx, devcluster.BuildOptions{RepoRoot: root, Log: os.Stdout})
+		bins, err := devcluster.Build(ctx, devcluster.BuildOptions{RepoRoot: root, Log: os.Stdout, PilotDiscovery: true})
 		if err != nil {
 			return err
 		}

@@ -34,7 +34,8 @@ type Binaries struct {
 	Kwok                  string
 	// PilotDiscovery is Istio's pilot-discovery (istiod) of the pinned
 	// istio.io/istio module, the one whose charts the e2e tests install: they
-	// run it as a local process against the cluster as a revision's control plane.
+	// run it as a local process against the cluster as a revision's control
+	// plane. Empty unless [BuildOptions.PilotDiscovery] asked for it.
 	PilotDiscovery string
 	// KwokStages is a multi-document YAML of kwok Stage objects (node
 	// initialize and lease heartbeat, pod ready/complete/delete), taken from
@@ -50,6 +51,11 @@ type BuildOptions struct {
 	CacheDir string
 	// Log receives progress lines; nil discards them.
 	Log io.Writer
+	// PilotDiscovery also builds Istio's pilot-discovery, the heaviest
+	// binary: `hack/cluster build` (make cluster-build, which make test runs
+	// first) and the e2e test of a real istiod ask for it; starting a
+	// cluster does not need it.
+	PilotDiscovery bool
 }
 
 // component describes one binary built from a build module.
@@ -60,6 +66,8 @@ type component struct {
 	tag     string // cache directory prefix
 	pkg     string // package to build, relative to the build module
 	ldflags func(m modInfo) []string
+	// optional components are built only when asked ([BuildOptions.PilotDiscovery]).
+	optional bool
 }
 
 // modInfo is what `go list -m -json` says about a pinned module.
@@ -142,8 +150,9 @@ var components = []component{
 	{name: "kubectl", module: "k8s", pin: "k8s.io/kubernetes", tag: "kubernetes", pkg: "k8s.io/kubernetes/cmd/kubectl", ldflags: kubeLDFlags},
 	{name: "kwok", module: "kwok", pin: "sigs.k8s.io/kwok", tag: "kwok", pkg: "sigs.k8s.io/kwok/cmd/kwok", ldflags: kwokLDFlags},
 	{name: "helm", module: "helm", pin: "helm.sh/helm/v3", tag: "helm", pkg: "helm.sh/helm/v3/cmd/helm", ldflags: helmLDFlags},
-	// Last: the heaviest build, and only the e2e test of a real istiod runs it.
-	{name: "pilot-discovery", module: "pilot", pin: "istio.io/istio", tag: "istio", pkg: "istio.io/istio/pilot/cmd/pilot-discovery", ldflags: istioLDFlags},
+	// Last (optional components come last: plan is indexed like components):
+	// the heaviest build, and only the e2e test of a real istiod runs it.
+	{name: "pilot-discovery", module: "pilot", pin: "istio.io/istio", tag: "istio", pkg: "istio.io/istio/pilot/cmd/pilot-discovery", ldflags: istioLDFlags, optional: true},
 }
 
 // kwokStageFiles are the stages of the pinned kwok module, relative to its
@@ -202,6 +211,9 @@ func Build(ctx context.Context, opts BuildOptions) (*Binaries, error) {
 	var plan []planned
 	var stale []planned
 	for _, c := range components {
+		if c.optional && !(c.name == "pilot-discovery" && opts.PilotDiscovery) {
+			continue
+		}
 		modDir := filepath.Join(root, BuildModulesDir, c.module)
 		version, err := requiredVersion(filepath.Join(modDir, "go.mod"), c.pin)
 		if err != nil {
