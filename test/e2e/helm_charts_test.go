@@ -46,17 +46,8 @@ func istioSource(t *testing.T) string {
 // 127.0.0.1, and returns its URL.
 func serveIstioCharts(t *testing.T, versions ...string) string {
 	t.Helper()
-	src := istioSource(t)
 	dir := t.TempDir()
-	for _, chartDir := range []string{"manifests/charts/base", "manifests/charts/istio-control/istio-discovery"} {
-		for _, v := range versions {
-			ch, err := loader.LoadDir(filepath.Join(src, chartDir))
-			require.NoError(t, err, "load %s", chartDir)
-			ch.Metadata.Version, ch.Metadata.AppVersion = v, v
-			_, err = chartutil.Save(ch, dir)
-			require.NoError(t, err)
-		}
-	}
+	packageIstioCharts(t, dir, versions...)
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	require.NoError(t, err)
 	url := "http://" + l.Addr().String()
@@ -67,4 +58,23 @@ func serveIstioCharts(t *testing.T, versions ...string) string {
 	go func() { _ = srv.Serve(l) }()
 	t.Cleanup(func() { _ = srv.Close() })
 	return url
+}
+
+// packageIstioCharts packages Istio's base and istiod charts under each of
+// versions into dir (base-<v>.tgz, istiod-<v>.tgz) and returns their paths.
+func packageIstioCharts(t *testing.T, dir string, versions ...string) []string {
+	t.Helper()
+	src := istioSource(t)
+	var out []string
+	for _, chartDir := range []string{"manifests/charts/base", "manifests/charts/istio-control/istio-discovery"} {
+		for _, v := range versions {
+			ch, err := loader.LoadDir(filepath.Join(src, chartDir))
+			require.NoError(t, err, "load %s", chartDir)
+			ch.Metadata.Version, ch.Metadata.AppVersion = v, v
+			path, err := chartutil.Save(ch, dir)
+			require.NoError(t, err)
+			out = append(out, path)
+		}
+	}
+	return out
 }

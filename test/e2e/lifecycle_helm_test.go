@@ -250,6 +250,8 @@ func cleanupHelmReleases(t *testing.T, e *lcEnv) {
 	crds.SetGroupVersionKind(apiextensionsv1.SchemeGroupVersion.WithKind("CustomResourceDefinitionList"))
 	if err := e.c.List(ctx, crds, client.MatchingLabels{"app.kubernetes.io/part-of": "istio"}); err == nil {
 		for i := range crds.Items {
+			// A listed item carries no kind: without it the client looks for one in the scheme.
+			crds.Items[i].SetGroupVersionKind(apiextensionsv1.SchemeGroupVersion.WithKind("CustomResourceDefinition"))
 			if err := e.c.Delete(ctx, &crds.Items[i]); err != nil && !apierrors.IsNotFound(err) {
 				t.Logf("delete CRD %s: %v", crds.Items[i].Name, err)
 			}
