@@ -19,6 +19,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"sort"
 	"strconv"
 	"strings"
 	"syscall"
@@ -353,11 +354,153 @@ func (p *pilotProcess) inject(t *testing.T, e *lcEnv, rev, ns string, pod *corev
 	return &got
 }
 
-// compareSidecars (exploration).
+// knownSidecarDifferences are the istio-proxy env vars where meshrev's
+// sidecar may differ from the one istiod's own injector makes for the same
+// pod and revision, with the reason. The test logs them when they differ.
+var knownSidecarDifferences = map[string]string{
+	// istiod's is {"discoveryAddress":"istiod-<rev>.<ns>.svc:15012"}: the
+	// chart's mesh defaultConfig. meshrev's is the pod's annotation only
+	// ("{}"), so pilot-agent would dial Istio's default
+	// istiod.istio-system.svc:15012, not the revision's istiod. A bug:
+	// issue 12's "defaultConfig from the revision's release" part.
+	"PROXY_CONFIG": "meshrev does not yet carry the revision's mesh defaultConfig into PROXY_CONFIG",
+}
+
+// compareSidecars compares the sidecar meshrev injected into a pod with the
+// one istiod's own injector makes of the same pod as revision rev: the
+// istio-proxy image, arguments and environment (JSON values as JSON), where
+// it connects (CA_ADDR and PROXY_CONFIG's discoveryAddress), istio-init's
+// image and arguments, the injected labels, and the revision and lists of
+// sidecar.istio.io/status. meshrev's own metadata (meshrev.io/*, and the keys
+// it adds to the status to undo its injection) is not compared.
 func compareSidecars(t *testing.T, meshrev, istiod *corev1.Pod, rev string) {
-	a, _ := yaml.Marshal(meshrev)
-	b, _ := yaml.Marshal(istiod)
-	t.Logf("MESHREV:\n%s\nISTIOD:\n%s", a, b)
+	t.Helper()
+	if testing.Verbose() {
+		a, _ := yaml.Marshal(meshrev.Spec)
+		b, _ := yaml.Marshal(istiod.Spec)
+		t.Logf("meshrev's pod spec:\n%s\nistiod's pod spec:\n%s", a, b)
+	}
+	m, i := podContainer(meshrev, "istio-proxy"), podContainer(istiod, "istio-proxy")
+	require.NotNil(t, m, "meshrev injected istio-proxy")
+	require.NotNil(t, i, "istiod injected istio-proxy")
+	assert.Equal(t, i.Image, m.Image, "istio-proxy image")
+	assert.Equal(t, i.Args, m.Args, "istio-proxy args")
+
+	me, ie := envValues(m.Env), envValues(i.Env)
+	for _, name := range sortedKeys(ie, me) {
+		iv, inIstiod := ie[name]
+		mv, inMeshrev := me[name]
+		if reason, known := knownSidecarDifferences[name]; known {
+			if iv != mv {
+				t.Logf("KNOWN DIFFERENCE env %s: istiod %q, meshrev %q (%s)", name, iv, mv, reason)
+			}
+			continue
+		}
+		switch {
+		case !inMeshrev:
+			t.Errorf("env %s=%q of istiod's sidecar is not in meshrev's", name, iv)
+		case !inIstiod:
+			t.Errorf("env %s=%q of meshrev's sidecar is not in istiod's", name, mv)
+		default:
+			assert.Equal(t, iv, mv, "env %s", name)
+		}
+	}
+	discovery := "istiod-" + rev + "." + lcMeshNamespace + ".svc:15012"
+	assert.Equal(t, discovery, ie["CA_ADDR"], "istiod's sidecar gets certificates from the revision's istiod")
+	assert.Equal(t, discovery, me["CA_ADDR"], "meshrev's sidecar gets certificates from the revision's istiod")
+	assert.Equal(t, discovery, proxyDiscoveryAddress(t, ie["PROXY_CONFIG"]), "istiod's sidecar connects to the revision's istiod")
+	if got := proxyDiscoveryAddress(t, me["PROXY_CONFIG"]); got != discovery {
+		t.Logf("KNOWN DIFFERENCE meshrev's sidecar would dial %s, not the revision's %s (PROXY_CONFIG above)", got, discovery)
+	}
+
+	if mi, ii := podContainer(meshrev, "istio-init"), podContainer(istiod, "istio-init"); mi != nil || ii != nil {
+		require.NotNil(t, mi, "istio-init in meshrev's pod as in istiod's")
+		require.NotNil(t, ii, "istio-init in istiod's pod as in meshrev's")
+		assert.Equal(t, ii.Image, mi.Image, "istio-init image")
+		assert.Equal(t, ii.Args, mi.Args, "istio-init args")
+	}
+	for _, key := range []string{"security.istio.io/tlsMode", "service.istio.io/canonical-name", "service.istio.io/canonical-revision"} {
+		assert.Equal(t, istiod.Labels[key], meshrev.Labels[key], "label %s", key)
+	}
+	type status struct {
+		Revision       string   `json:"revision"`
+		Containers     []string `json:"containers"`
+		InitContainers []string `json:"initContainers"`
+		Volumes        []string `json:"volumes"`
+	}
+	var ms, is status
+	require.NoError(t, json.Unmarshal([]byte(meshrev.Annotations["sidecar.istio.io/status"]), &ms))
+	require.NoError(t, json.Unmarshal([]byte(istiod.Annotations["sidecar.istio.io/status"]), &is))
+	assert.Equal(t, rev, is.Revision, "istiod injects as revision %s", rev)
+	assert.Equal(t, is, ms, "sidecar.istio.io/status")
+}
+
+// podContainer returns the container or init container name of pod, or nil.
+func podContainer(pod *corev1.Pod, name string) *corev1.Container {
+	for _, list := range [][]corev1.Container{pod.Spec.InitContainers, pod.Spec.Containers} {
+		for i := range list {
+			if list[i].Name == name {
+				return &list[i]
+			}
+		}
+	}
+	return nil
+}
+
+// envValues maps each env var to its value, JSON values compacted (Istio's
+// template writes some as indented blocks), valueFrom as its JSON without
+// the fieldRef apiVersion the API server defaults.
+func envValues(env []corev1.EnvVar) map[string]string {
+	out := map[string]string{}
+	for _, v := range env {
+		value := v.Value
+		if v.ValueFrom != nil {
+			from := v.ValueFrom.DeepCopy()
+			if f := from.FieldRef; f != nil && f.APIVersion == "v1" {
+				f.APIVersion = "" // the API server's default on the stored pod
+			}
+			b, _ := json.Marshal(from)
+			value = "valueFrom:" + string(b)
+		} else if trimmed := strings.TrimSpace(value); strings.HasPrefix(trimmed, "{") || strings.HasPrefix(trimmed, "[") {
+			var buf bytes.Buffer
+			if json.Compact(&buf, []byte(trimmed)) == nil {
+				value = buf.String()
+			}
+		}
+		out[v.Name] = value
+	}
+	return out
+}
+
+func sortedKeys(maps ...map[string]string) []string {
+	set := map[string]bool{}
+	for _, m := range maps {
+		for k := range m {
+			set[k] = true
+		}
+	}
+	keys := make([]string, 0, len(set))
+	for k := range set {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return keys
+}
+
+// proxyDiscoveryAddress is the discovery address pilot-agent uses with
+// PROXY_CONFIG proxyConfig: its discoveryAddress, else Istio's default.
+func proxyDiscoveryAddress(t *testing.T, proxyConfig string) string {
+	t.Helper()
+	var pc struct {
+		DiscoveryAddress string `json:"discoveryAddress"`
+	}
+	if proxyConfig != "" {
+		require.NoError(t, json.Unmarshal([]byte(proxyConfig), &pc), "PROXY_CONFIG %s", proxyConfig)
+	}
+	if pc.DiscoveryAddress == "" {
+		return "istiod.istio-system.svc:15012"
+	}
+	return pc.DiscoveryAddress
 }
 
 // subsetDiff lists the paths where want (a decoded YAML or JSON document)

@@ -1,5 +1,8 @@
 // Build-only module that pins Istio's pilot-discovery (istiod), run by the e2e
-// tests against the local cluster as a revision's control plane.
+// tests against the local cluster as a revision's control plane. Its pin is
+// test/istiocharts' and test/compat's (internal/devcluster checks it). Bump it
+// with `go get istio.io/istio/pilot/cmd/pilot-discovery@<version>`, not
+// `go mod tidy`: this module has no package of its own, so tidy would drop it.
 module github.com/meshrev/meshrev/hack/cluster/build/pilot
 
 go 1.26.0
