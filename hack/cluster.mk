@@ -11,7 +11,7 @@ E2E_TIMEOUT ?= 45m
 
 .PHONY: cluster-build cluster-up cluster-down cluster-status test-e2e
 
-cluster-build: ## Build the pinned cluster binaries into the cache (first time ~10 min on 2 cores, then instant)
+cluster-build: ## Build the pinned cluster binaries and Istio's pilot-discovery (for the e2e test of a real istiod) into the cache (first time long, see README; then instant)
 	$(GO) run ./hack/cluster build
 
 cluster-up: ## Start the local cluster (reuse a healthy one, restart a stopped one on its data; WIPE=1 starts afresh): .dev/kubeconfig, .dev/bin/{kubectl,helm}

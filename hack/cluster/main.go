@@ -88,12 +88,12 @@ func run(args []string) error {
 	switch command {
 	case "build":
 		start := time.Now()
-		bins, err := devcluster.Build(ctx, devcluster.BuildOptions{RepoRoot: root, Log: os.Stdout})
+		bins, err := devcluster.Build(ctx, devcluster.BuildOptions{RepoRoot: root, Log: os.Stdout, PilotDiscovery: true})
 		if err != nil {
 			return err
 		}
 		fmt.Printf("binaries ready in %s:\n", time.Since(start).Round(100*time.Millisecond))
-		for _, p := range []string{bins.Etcd, bins.KubeAPIServer, bins.KubeControllerManager, bins.KubeScheduler, bins.Kubectl, bins.Helm, bins.Kwok, bins.KwokStages} {
+		for _, p := range []string{bins.Etcd, bins.KubeAPIServer, bins.KubeControllerManager, bins.KubeScheduler, bins.Kubectl, bins.Helm, bins.Kwok, bins.KwokStages, bins.PilotDiscovery} {
 			fmt.Println("  " + p)
 		}
 		return nil

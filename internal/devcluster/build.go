@@ -32,6 +32,11 @@ type Binaries struct {
 	Kubectl               string
 	Helm                  string
 	Kwok                  string
+	// PilotDiscovery is Istio's pilot-discovery (istiod) of the pinned
+	// istio.io/istio module, the one whose charts the e2e tests install: they
+	// run it as a local process against the cluster as a revision's control
+	// plane. Empty unless [BuildOptions.PilotDiscovery] asked for it.
+	PilotDiscovery string
 	// KwokStages is a multi-document YAML of kwok Stage objects (node
 	// initialize and lease heartbeat, pod ready/complete/delete), taken from
 	// the pinned kwok module's kustomize/stage directory.
@@ -46,6 +51,11 @@ type BuildOptions struct {
 	CacheDir string
 	// Log receives progress lines; nil discards them.
 	Log io.Writer
+	// PilotDiscovery also builds Istio's pilot-discovery, the heaviest
+	// binary: `hack/cluster build` (make cluster-build, which make test runs
+	// first) and the e2e test of a real istiod ask for it; starting a
+	// cluster does not need it.
+	PilotDiscovery bool
 }
 
 // component describes one binary built from a build module.
@@ -56,6 +66,8 @@ type component struct {
 	tag     string // cache directory prefix
 	pkg     string // package to build, relative to the build module
 	ldflags func(m modInfo) []string
+	// optional components are built only when asked ([BuildOptions.PilotDiscovery]).
+	optional bool
 }
 
 // modInfo is what `go list -m -json` says about a pinned module.
@@ -107,6 +119,25 @@ func kwokLDFlags(m modInfo) []string {
 	return []string{"-X", "sigs.k8s.io/kwok/pkg/consts.Version=" + strings.TrimPrefix(m.Version, "v")}
 }
 
+// istioLDFlags stamp pilot-discovery's `version` output as Istio's own
+// build does (pkg/version), from the pinned module: its version as the
+// version and tag, the commit of its pseudo-version as the git revision.
+func istioLDFlags(m modInfo) []string {
+	revision := m.Version
+	if i := strings.LastIndex(m.Version, "-"); i >= 0 {
+		revision = m.Version[i+1:]
+	}
+	const pkg = "istio.io/istio/pkg/version."
+	return []string{
+		"-X", pkg + "buildVersion=" + m.Version,
+		"-X", pkg + "buildGitRevision=" + revision,
+		"-X", pkg + "buildStatus=Clean",
+		"-X", pkg + "buildTag=" + m.Version,
+		"-X", pkg + "buildOS=" + runtime.GOOS,
+		"-X", pkg + "buildArch=" + runtime.GOARCH,
+	}
+}
+
 func noLDFlags(modInfo) []string { return nil }
 
 // components in build order: etcd and the API server first, so that a partial
@@ -119,6 +150,9 @@ var components = []component{
 	{name: "kubectl", module: "k8s", pin: "k8s.io/kubernetes", tag: "kubernetes", pkg: "k8s.io/kubernetes/cmd/kubectl", ldflags: kubeLDFlags},
 	{name: "kwok", module: "kwok", pin: "sigs.k8s.io/kwok", tag: "kwok", pkg: "sigs.k8s.io/kwok/cmd/kwok", ldflags: kwokLDFlags},
 	{name: "helm", module: "helm", pin: "helm.sh/helm/v3", tag: "helm", pkg: "helm.sh/helm/v3/cmd/helm", ldflags: helmLDFlags},
+	// Last (optional components come last: plan is indexed like components):
+	// the heaviest build, and only the e2e test of a real istiod runs it.
+	{name: "pilot-discovery", module: "pilot", pin: "istio.io/istio", tag: "istio", pkg: "istio.io/istio/pilot/cmd/pilot-discovery", ldflags: istioLDFlags, optional: true},
 }
 
 // kwokStageFiles are the stages of the pinned kwok module, relative to its
@@ -177,6 +211,9 @@ func Build(ctx context.Context, opts BuildOptions) (*Binaries, error) {
 	var plan []planned
 	var stale []planned
 	for _, c := range components {
+		if c.optional && !(c.name == "pilot-discovery" && opts.PilotDiscovery) {
+			continue
+		}
 		modDir := filepath.Join(root, BuildModulesDir, c.module)
 		version, err := requiredVersion(filepath.Join(modDir, "go.mod"), c.pin)
 		if err != nil {
@@ -243,6 +280,8 @@ func Build(ctx context.Context, opts BuildOptions) (*Binaries, error) {
 			b.Helm = p.out
 		case "kwok":
 			b.Kwok = p.out
+		case "pilot-discovery":
+			b.PilotDiscovery = p.out
 		}
 	}
 	return b, nil

@@ -102,6 +102,14 @@ func TestBuildModulesPinTheDocumentedVersions(t *testing.T) {
 			assert.Equal(t, "v1.36.3", v)
 		case "helm.sh/helm/v3":
 			assert.Equal(t, "v3.22.0", v)
+		case "istio.io/istio":
+			// pilot-discovery is the istiod of the charts the e2e tests
+			// install and of the injector test/compat compares with.
+			for _, mod := range []string{"test/istiocharts", "test/compat"} {
+				pinned, err := requiredVersion(filepath.Join(root, mod, "go.mod"), c.pin)
+				require.NoError(t, err, mod)
+				assert.Equal(t, pinned, v, "%s pins istio.io/istio at %s", mod, pinned)
+			}
 		}
 		_, err = os.Stat(filepath.Join(build, c.module, "go.sum"))
 		assert.NoError(t, err, "build module %s needs its go.sum", c.module)

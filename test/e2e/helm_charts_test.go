@@ -8,6 +8,7 @@ package e2e
 // versions the tests stand them in for.
 
 import (
+	"path/filepath"
 	"testing"
 
 	"github.com/stretchr/testify/require"
@@ -39,4 +40,15 @@ func serveIstioCharts(t *testing.T, versions ...string) string {
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = r.Close() })
 	return r.URL
+}
+
+// packageIstioCharts packages Istio's base and istiod charts under each of
+// versions into dir (base-<v>.tgz, istiod-<v>.tgz) and returns their paths.
+func packageIstioCharts(t *testing.T, dir string, versions ...string) []string {
+	t.Helper()
+	require.NoError(t, istiocharts.Package(istioSource(t), dir, versions...))
+	out, err := filepath.Glob(filepath.Join(dir, "*.tgz"))
+	require.NoError(t, err)
+	require.Len(t, out, 2*len(versions), "packaged charts in %s", dir)
+	return out
 }

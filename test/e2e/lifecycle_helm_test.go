@@ -17,6 +17,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/meshrev/meshrev/internal/readmodel"
@@ -255,14 +256,15 @@ func cleanupHelmReleases(t *testing.T, e *lcEnv) {
 			}
 		}
 	}
-	crds := &metav1.PartialObjectMetadataList{}
+	// Unstructured: the client's scheme has no CRD type.
+	crds := &unstructured.UnstructuredList{}
 	crds.SetGroupVersionKind(apiextensionsv1.SchemeGroupVersion.WithKind("CustomResourceDefinitionList"))
 	if err := e.c.List(ctx, crds, client.MatchingLabels{"app.kubernetes.io/part-of": "istio"}); err == nil {
 		for i := range crds.Items {
 			// List items carry no kind: the client needs it to delete.
 			crds.Items[i].SetGroupVersionKind(apiextensionsv1.SchemeGroupVersion.WithKind("CustomResourceDefinition"))
 			if err := e.c.Delete(ctx, &crds.Items[i]); err != nil && !apierrors.IsNotFound(err) {
-				t.Logf("delete CRD %s: %v", crds.Items[i].Name, err)
+				t.Logf("delete CRD %s: %v", crds.Items[i].GetName(), err)
 			}
 		}
 	}
