@@ -104,8 +104,10 @@ func TestPodSecurityProblemsRunsTheWholeStandard(t *testing.T) {
 			want:     []string{`hostPath volumes (volume "sock")`},
 		},
 		"a host port of the proxy fails baseline": {
-			labels:   baseline,
-			fragment: func(f *Fragment) { f.Containers[0].Ports = []corev1.ContainerPort{{ContainerPort: 15090, HostPort: 15090}} },
+			labels: baseline,
+			fragment: func(f *Fragment) {
+				f.Containers[0].Ports = []corev1.ContainerPort{{ContainerPort: 15090, HostPort: 15090}}
+			},
 			enforced: "baseline:latest",
 			want:     []string{"hostPort (container \"istio-proxy\" uses hostPort 15090)"},
 		},
