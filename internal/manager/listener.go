@@ -6,6 +6,7 @@ import (
 	"errors"
 	"net"
 	"net/http"
+	"slices"
 	"sync"
 	"time"
 
@@ -16,7 +17,7 @@ import (
 // Reasons counted by meshrev_webhook_rejected_connections_total.
 const (
 	rejectConnTotal     = "max_connections"
-	rejectConnPerIP     = "per_ip_pending"
+	rejectConnEvicted   = "evicted"
 	rejectConnHandshake = "handshake_timeout"
 	rejectConnRate      = "per_ip_rate"
 )
@@ -25,14 +26,15 @@ const (
 // can hold before they have completed a request, and spends CPU on a TLS
 // handshake only within those bounds:
 //
-//   - at most MaxConnections are open; a connection beyond is closed at
-//     once, before any TLS;
 //   - a remote address has at most MaxPendingConnectionsPerIP connections
 //     handshaking or reading their first request ("pending"); more wait,
 //     costing no CPU, for a slot until HandshakeTimeout after they were
-//     accepted; when a quarter of MaxConnections wait for one address, a
-//     new connection from it is closed at once (one address never fills
-//     the server);
+//     accepted;
+//   - at most MaxConnections are open; when full, a new connection takes
+//     the place of the oldest connection waiting for a slot of the address
+//     with the most waiting ones (an address that floods the server loses
+//     its own first), and is closed at once, before any TLS, when none
+//     waits;
 //   - a remote address starts at most HandshakesPerSecondPerIP handshakes a
 //     second (bursts of twice that); a connection whose turn would come
 //     after HandshakeTimeout is closed at once, before any TLS;
@@ -62,10 +64,18 @@ type guardedListener struct {
 
 // ipSlots are one remote address's pending slots and waiting connections.
 type ipSlots struct {
-	slots   chan struct{}
-	rate    *rate.Limiter
-	waiting int
+	slots chan struct{}
+	rate  *rate.Limiter
+	// waiting are the connections waiting for a slot, oldest first.
+	waiting []*guardedConn
 	refs    int
+}
+
+// unwaitLocked removes c from the waiting connections.
+func (st *ipSlots) unwaitLocked(c *guardedConn) {
+	if i := slices.Index(st.waiting, c); i >= 0 {
+		st.waiting = slices.Delete(st.waiting, i, i+1)
+	}
 }
 
 func newGuardedListener(inner net.Listener, cfg *tls.Config, limits ServerLimits, rejected *prometheus.CounterVec) *guardedListener {
@@ -104,7 +114,7 @@ func (l *guardedListener) admit(raw net.Conn) {
 	deadline := time.Now().Add(l.limits.HandshakeTimeout)
 	ip := remoteIP(raw)
 	l.mu.Lock()
-	if l.open >= l.limits.MaxConnections {
+	if l.open >= l.limits.MaxConnections && !l.evictLocked() {
 		l.mu.Unlock()
 		l.reject(raw, rejectConnTotal)
 		return
@@ -117,38 +127,41 @@ func (l *guardedListener) admit(raw net.Conn) {
 		}
 		l.perIP[ip] = st
 	}
-	if len(st.slots) >= cap(st.slots) && st.waiting >= l.maxWaitingPerIP() {
-		if st.refs == 0 {
-			delete(l.perIP, ip)
-		}
-		l.mu.Unlock()
-		l.reject(raw, rejectConnPerIP)
-		return
-	}
+	c := &guardedConn{Conn: raw, l: l, ip: ip, st: st, evicted: make(chan struct{})}
 	l.open++
 	st.refs++
-	st.waiting++
+	st.waiting = append(st.waiting, c)
 	l.mu.Unlock()
 
-	c := &guardedConn{Conn: raw, l: l, ip: ip, st: st}
 	timer := time.NewTimer(time.Until(deadline))
 	defer timer.Stop()
 	select {
 	case st.slots <- struct{}{}:
 		l.mu.Lock()
-		st.waiting--
+		if c.evictedLocked() {
+			// Evicted while taking the slot: give it back.
+			l.mu.Unlock()
+			<-st.slots
+			_ = c.Close()
+			return
+		}
+		st.unwaitLocked(c)
 		c.holdsSlot = true
 		l.mu.Unlock()
+	case <-c.evicted:
+		l.rejected.WithLabelValues(rejectConnEvicted).Inc()
+		_ = c.Close()
+		return
 	case <-timer.C:
 		l.mu.Lock()
-		st.waiting--
+		st.unwaitLocked(c)
 		l.mu.Unlock()
 		l.rejected.WithLabelValues(rejectConnHandshake).Inc()
 		_ = c.Close()
 		return
 	case <-l.done:
 		l.mu.Lock()
-		st.waiting--
+		st.unwaitLocked(c)
 		l.mu.Unlock()
 		_ = c.Close()
 		return
@@ -192,10 +205,29 @@ func (l *guardedListener) admit(raw net.Conn) {
 	}
 }
 
-// maxWaitingPerIP: one address may have a quarter of MaxConnections
-// waiting for a pending slot.
-func (l *guardedListener) maxWaitingPerIP() int {
-	return max(1, l.limits.MaxConnections/4)
+// evictLocked makes room for a new connection when the listener is full:
+// it closes the oldest connection waiting for a pending slot of the address
+// with the most of them. An address that floods the server thus loses its
+// own waiting connections first, never another address's. False when no
+// connection waits.
+func (l *guardedListener) evictLocked() bool {
+	var most *ipSlots
+	for _, st := range l.perIP {
+		if len(st.waiting) > 0 && (most == nil || len(st.waiting) > len(most.waiting)) {
+			most = st
+		}
+	}
+	if most == nil {
+		return false
+	}
+	c := most.waiting[0]
+	most.unwaitLocked(c)
+	close(c.evicted)
+	// c's Close gives its place back; count the newcomer in the meantime
+	// as taking it.
+	l.open--
+	c.uncounted = true
+	return true
 }
 
 func (l *guardedListener) reject(raw net.Conn, reason string) {
@@ -235,10 +267,24 @@ type guardedConn struct {
 	ip string
 	st *ipSlots
 
-	// holdsSlot and proven are guarded by l.mu.
+	// evicted is closed when the listener, full, evicts the connection
+	// while it waits for a slot.
+	evicted chan struct{}
+	// holdsSlot, proven and uncounted are guarded by l.mu.
 	holdsSlot bool
 	proven    bool
+	// uncounted: eviction already took the connection out of l.open.
+	uncounted bool
 	closeOnce sync.Once
+}
+
+func (c *guardedConn) evictedLocked() bool {
+	select {
+	case <-c.evicted:
+		return true
+	default:
+		return false
+	}
 }
 
 // prove records that the connection completed a request: it gives its
@@ -262,7 +308,9 @@ func (c *guardedConn) Close() error {
 	c.closeOnce.Do(func() {
 		c.l.mu.Lock()
 		defer c.l.mu.Unlock()
-		c.l.open--
+		if !c.uncounted {
+			c.l.open--
+		}
 		if c.holdsSlot {
 			c.holdsSlot = false
 			<-c.st.slots

@@ -2,6 +2,7 @@ package manager
 
 import (
 	"crypto/tls"
+	"errors"
 	"io"
 	"net"
 	"net/http"
@@ -45,21 +46,40 @@ func postWith(c *http.Client, addr string) (int, error) {
 
 func readBody(w http.ResponseWriter, r *http.Request) { _, _ = io.ReadAll(r.Body) }
 
+// holdRawFrom opens n TCP connections to addr from 127.0.0.ip that never
+// start TLS.
+func holdRawFrom(t *testing.T, addr string, ip byte, n int) []net.Conn {
+	t.Helper()
+	d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.IPv4(127, 0, 0, ip)}}
+	out := make([]net.Conn, 0, n)
+	for range n {
+		c, err := d.Dial("tcp", addr)
+		require.NoError(t, err)
+		t.Cleanup(func() { c.Close() })
+		out = append(out, c)
+	}
+	return out
+}
+
+// clientFrom is an HTTPS client whose connections come from 127.0.0.ip.
+func clientFrom(ip byte) *http.Client {
+	d := &net.Dialer{LocalAddr: &net.TCPAddr{IP: net.IPv4(127, 0, 0, ip)}}
+	return &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{DialContext: d.DialContext,
+		TLSClientConfig: &tls.Config{InsecureSkipVerify: true}}} //nolint:gosec // test server
+}
+
 func TestGuardedListenerServesProvenConnectionsWhileAClientHoldsEveryPendingSlot(t *testing.T) {
-	addr, _ := testServer(t, ServerLimits{MaxConnections: 16, MaxPendingConnectionsPerIP: 4, HandshakeTimeout: time.Second}, http.HandlerFunc(readBody))
+	addr, s := testServer(t, ServerLimits{MaxConnections: 10, MaxPendingConnectionsPerIP: 4, HandshakeTimeout: time.Second}, http.HandlerFunc(readBody))
 	api := keepAliveClient()
 	code, err := postWith(api, addr)
 	require.NoError(t, err)
 	require.Equal(t, http.StatusOK, code)
 
-	// Four connections take the address's pending slots, four more (a
-	// quarter of MaxConnections) wait.
-	holders := holdRaw(t, addr, 4)
-	waiting := holdRaw(t, addr, 4)
-	time.Sleep(100 * time.Millisecond)
-	// One more is closed at once, before any TLS.
-	over := holdRaw(t, addr, 1)[0]
-	assert.Less(t, closedWithin(t, over, 3*time.Second), 500*time.Millisecond, "a connection beyond the waiting room is closed at once")
+	// From another address, four connections take the pending slots and
+	// five more wait: with the API server's, the listener is full.
+	holders := holdRawFrom(t, addr, 2, 4)
+	waiting := holdRawFrom(t, addr, 2, 5)
+	time.Sleep(200 * time.Millisecond)
 
 	// The kept-alive connection, which completed a request, is not pending.
 	for range 5 {
@@ -69,9 +89,28 @@ func TestGuardedListenerServesProvenConnectionsWhileAClientHoldsEveryPendingSlot
 		assert.Equal(t, http.StatusOK, code)
 		assert.Less(t, time.Since(start), 500*time.Millisecond)
 	}
-	// The waiting connections are closed when the handshake timeout ends.
-	took := closedWithin(t, waiting[0], 3*time.Second)
-	assert.Greater(t, took, 500*time.Millisecond)
+	// A new connection from a third address takes the place of the
+	// flooding address's oldest waiting connection, and is served.
+	start := time.Now()
+	code, err = postWith(clientFrom(3), addr)
+	require.NoError(t, err)
+	assert.Equal(t, http.StatusOK, code)
+	assert.Less(t, time.Since(start), 500*time.Millisecond)
+	assert.InDelta(t, 1, testutil.ToFloat64(s.limiter.rejectedConns.WithLabelValues(rejectConnEvicted)), 0)
+	var open []net.Conn
+	for _, c := range waiting {
+		require.NoError(t, c.SetReadDeadline(time.Now().Add(50*time.Millisecond)))
+		_, err := c.Read(make([]byte, 1))
+		var ne net.Error
+		if errors.As(err, &ne) && ne.Timeout() {
+			open = append(open, c)
+		}
+	}
+	assert.Len(t, open, 4, "one waiting connection of the flooding address is evicted")
+
+	// The other waiting connections are closed when the handshake timeout ends.
+	require.NotEmpty(t, open)
+	assert.Greater(t, closedWithin(t, open[0], 3*time.Second), 200*time.Millisecond)
 	// Holders that never start TLS are closed by the same timeout, and a
 	// new connection is served again.
 	closedWithin(t, holders[0], 3*time.Second)

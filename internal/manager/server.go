@@ -81,14 +81,16 @@ type ServerLimits struct {
 	MaxInFlightBytes int64
 	// MaxRequestBytes bounds one request body (413 beyond it).
 	MaxRequestBytes int64
-	// MaxConnections bounds the open connections; a connection beyond is
-	// closed at once, before its TLS handshake.
+	// MaxConnections bounds the open connections. When full, a new
+	// connection takes the place of the oldest connection waiting for a
+	// pending slot of the address with the most waiting ones; with none
+	// waiting it is closed at once, before its TLS handshake.
 	MaxConnections int
 	// MaxPendingConnectionsPerIP bounds, per remote address, the
 	// connections that have not yet completed a request (handshaking or
 	// reading their first one). More wait for a slot without costing CPU,
-	// until HandshakeTimeout, up to a quarter of MaxConnections per
-	// address. Connections that have completed a request are not counted.
+	// until HandshakeTimeout. Connections that have completed a request are
+	// not counted.
 	MaxPendingConnectionsPerIP int
 	// MaxConcurrentHandshakes bounds the TLS handshakes run at once.
 	MaxConcurrentHandshakes int
@@ -327,7 +329,7 @@ func newLimiter(limits ServerLimits, reg prometheus.Registerer) (*limiter, error
 	}
 	rejectedConns, err := registerCounter(reg, prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "meshrev_webhook_rejected_connections_total",
-		Help: "Webhook server connections closed before any request by the listener's limits, by reason (max_connections, per_ip_pending, per_ip_rate, handshake_timeout).",
+		Help: "Webhook server connections closed before any request by the listener's limits, by reason (max_connections, evicted, per_ip_rate, handshake_timeout).",
 	}, []string{"reason"}))
 	if err != nil {
 		return nil, err
