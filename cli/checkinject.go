@@ -10,7 +10,10 @@ import (
 
 	"github.com/spf13/cobra"
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/meshrev/meshrev/revisions"
 	"github.com/meshrev/meshrev/revisions/v1alpha1"
@@ -106,6 +109,7 @@ func (o *checkInjectOptions) run(ctx context.Context) error {
 		return fmt.Errorf("check-inject: %w", err)
 	}
 	v := checkInjectView(mesh, o.namespace, ns.Labels, o.labels, o.ownNamespace)
+	podSecurityDryRun(ctx, c, v, ns.Labels)
 	if o.output != outputTable {
 		return printStructured(o.streams.Out, o.output, v)
 	}
@@ -134,13 +138,53 @@ func checkInjectView(mesh *v1alpha1.Mesh, namespace string, nsLabels, podLabels 
 	}
 	if level := nsLabels[labelPodSecurityEnforce]; d.Inject && (level == "baseline" || level == "restricted") {
 		v.Warnings = append(slices.Clip(v.Warnings), fmt.Sprintf(
-			"namespace %s enforces Pod Security %q (label %s): the API server refuses the injected pod if its sidecar template needs more than that level allows, and meshrev's built-in template does (its istio-init container adds NET_ADMIN and NET_RAW); the Deployment would stay at 0 ready. Labelling the namespace warns with the actual template's findings",
-			namespace, level, labelPodSecurityEnforce))
+			"%s %q (label %s): the API server refuses the injected pod if its sidecar template needs more than that level allows, and meshrev's built-in template does (its istio-init container adds NET_ADMIN and NET_RAW); the Deployment would stay at 0 ready. Labelling the namespace warns with the actual template's findings",
+			podSecurityWarningPrefix(namespace), level, labelPodSecurityEnforce))
 	}
 	if d.Reason == revisions.ReasonNoMesh {
 		v.Warnings = append(slices.Clip(v.Warnings), "with no Mesh the manager refuses this pod by default (--no-mesh-policy=Deny), rather than start it without its sidecar")
 	}
 	return v
+}
+
+// podSecurityDryRun replaces the general Pod Security warning of v with the
+// API server's own verdict: a server-side dry run of a pod that meets the
+// restricted level by itself, in the namespace, with the pod labels. The
+// API server injects it (meshrev's webhook) and runs Pod Security admission
+// on the result, so a refusal names every failing check of the injected
+// pod; an admitted dry run removes the warning. Without permission to
+// create pods the general warning stays, saying why.
+func podSecurityDryRun(ctx context.Context, c client.Client, v *CheckInjectView, nsLabels map[string]string) {
+	i := slices.IndexFunc(v.Warnings, func(w string) bool { return strings.HasPrefix(w, podSecurityWarningPrefix(v.Namespace)) })
+	if i < 0 {
+		return
+	}
+	pod := &corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{GenerateName: "meshrev-check-inject-", Namespace: v.Namespace, Labels: v.PodLabels},
+		Spec: corev1.PodSpec{
+			SecurityContext: &corev1.PodSecurityContext{RunAsNonRoot: new(true), SeccompProfile: &corev1.SeccompProfile{Type: corev1.SeccompProfileTypeRuntimeDefault}},
+			Containers: []corev1.Container{{Name: "app", Image: "app", SecurityContext: &corev1.SecurityContext{
+				AllowPrivilegeEscalation: new(false), Capabilities: &corev1.Capabilities{Drop: []corev1.Capability{"ALL"}},
+			}}},
+		},
+	}
+	err := c.Create(ctx, pod, client.DryRunAll)
+	switch {
+	case err == nil:
+		v.Warnings = slices.Delete(slices.Clip(v.Warnings), i, i+1)
+	case apierrors.IsForbidden(err) && strings.Contains(err.Error(), "violates PodSecurity"):
+		v.Warnings = slices.Clone(v.Warnings)
+		v.Warnings[i] = fmt.Sprintf("%s (label %s): the API server refuses the injected pod (server-side dry run of a pod that meets the level by itself): %s. "+
+			"Use a revision with CNI traffic interception (istio-cni), whose pods need no istio-init container with NET_ADMIN and NET_RAW, and a sidecar template that meets the level; or set the namespace's level to privileged; or do not label it for injection",
+			podSecurityWarningPrefix(v.Namespace), labelPodSecurityEnforce, err.Error())
+	default:
+		v.Warnings = slices.Clone(v.Warnings)
+		v.Warnings[i] += fmt.Sprintf(" (a server-side dry run of a pod, which would name the failing checks, was not possible: %v)", err)
+	}
+}
+
+func podSecurityWarningPrefix(namespace string) string {
+	return fmt.Sprintf("namespace %s enforces Pod Security", namespace)
 }
 
 // labelPodSecurityEnforce is the namespace label of the Pod Security level

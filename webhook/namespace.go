@@ -96,8 +96,8 @@ func (v *namespaceValidator) warn(ctx context.Context, ns *corev1.Namespace) adm
 		warnings = append(warnings, d.Message)
 	}
 	if d.Inject && d.Revision != nil && v.opts.Renderer != nil {
-		if level := ns.Labels[LabelPodSecurityEnforce]; level != "" {
-			if w := v.podSecurityWarning(ctx, ns.Name, level, *d.Revision); w != "" {
+		if _, enforced := ns.Labels[LabelPodSecurityEnforce]; enforced {
+			if w := v.podSecurityWarning(ctx, ns, *d.Revision); w != "" {
 				warnings = append(warnings, w)
 			}
 		}
@@ -107,15 +107,20 @@ func (v *namespaceValidator) warn(ctx context.Context, ns *corev1.Namespace) adm
 
 // podSecurityWarning says when the namespace's enforced Pod Security level
 // refuses pods injected with rev's sidecar template.
-func (v *namespaceValidator) podSecurityWarning(ctx context.Context, ns, level string, rev v1alpha1.Revision) string {
+func (v *namespaceValidator) podSecurityWarning(ctx context.Context, ns *corev1.Namespace, rev v1alpha1.Revision) string {
 	sidecar, _, err := v.opts.Renderer.RenderRevision(ctx, rev)
 	if err != nil {
 		return ""
 	}
-	problems := PodSecurityProblems(level, sidecar)
-	if len(problems) == 0 {
+	res, err := PodSecurityProblems(ns.Labels, sidecar)
+	if err != nil {
+		logf.FromContext(ctx).Error(err, "check the namespace's Pod Security level", "namespace", ns.Name)
 		return ""
 	}
-	return fmt.Sprintf("namespace %s enforces Pod Security %q (label %s), which refuses pods injected with revision %s's sidecar: %s; such pods will not be created (their Deployments stay at 0 ready). Lower the namespace's level to privileged for injected workloads, or do not label it for injection",
-		ns, level, LabelPodSecurityEnforce, rev.Name, strings.Join(problems, "; "))
+	if len(res.Problems) == 0 {
+		return ""
+	}
+	return fmt.Sprintf("namespace %s enforces Pod Security %q (label %s), which refuses pods injected with revision %s's sidecar: %s; such pods will not be created (their Deployments stay at 0 ready). "+
+		"Use a revision with CNI traffic interception (istio-cni), whose pods need no istio-init container with NET_ADMIN and NET_RAW, and a sidecar template that meets the level; or set the namespace's level to privileged; or do not label it for injection",
+		ns.Name, res.Enforced, LabelPodSecurityEnforce, rev.Name, strings.Join(res.Problems, "; "))
 }

@@ -2,71 +2,88 @@ package webhook
 
 import (
 	"fmt"
-	"slices"
+	"sync"
 
 	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	psaapi "k8s.io/pod-security-admission/api"
+	"k8s.io/pod-security-admission/policy"
 )
 
-// Pod Security Admission: the namespace label and the levels it enforces.
-const (
-	LabelPodSecurityEnforce = "pod-security.kubernetes.io/enforce"
-	PodSecurityBaseline     = "baseline"
-	PodSecurityRestricted   = "restricted"
-)
+// LabelPodSecurityEnforce is the namespace label of the Pod Security level
+// the API server enforces (its version: pod-security.kubernetes.io/enforce-version).
+const LabelPodSecurityEnforce = psaapi.EnforceLevelLabel
 
-// baselineCapabilities may be added under the baseline level (Kubernetes
-// Pod Security Standards); restricted allows NET_BIND_SERVICE only.
-var baselineCapabilities = []corev1.Capability{"AUDIT_WRITE", "CHOWN", "DAC_OVERRIDE", "FOWNER", "FSETID", "KILL", "MKNOD",
-	"NET_BIND_SERVICE", "SETFCAP", "SETGID", "SETPCAP", "SETUID", "SYS_CHROOT"}
+// podSecurityEvaluator is Kubernetes' own Pod Security evaluator (the
+// checks the API server's PodSecurity admission runs), built once.
+var podSecurityEvaluator = sync.OnceValues(func() (policy.Evaluator, error) {
+	return policy.NewEvaluator(policy.DefaultChecks(), nil)
+})
 
-// PodSecurityProblems returns why the containers a template adds (f) break
-// the Pod Security level a namespace enforces (its label
-// pod-security.kubernetes.io/enforce): the API server would refuse every
-// injected pod there. It checks the template's own containers, for the
-// rules a sidecar can break: privileged, added capabilities, and for
-// restricted privilege escalation, running as root and dropping ALL.
-// Empty when the level is not baseline or restricted, or nothing breaks it.
-func PodSecurityProblems(level string, f Fragment) []string {
-	if level != PodSecurityBaseline && level != PodSecurityRestricted {
-		return nil
+// PodSecurityResult is what a namespace's enforced Pod Security level says
+// of a pod injected with a sidecar template.
+type PodSecurityResult struct {
+	// Enforced is the level and version the namespace enforces, as
+	// "level:version" (e.g. "baseline:latest").
+	Enforced string
+	// Problems are the failing checks, each as the API server words it: the
+	// check's reason and, in parentheses, what breaks it.
+	Problems []string
+}
+
+// PodSecurityProblems evaluates a pod injected with f against the Pod
+// Security level and version that nsLabels enforce
+// (pod-security.kubernetes.io/enforce and enforce-version; an invalid value
+// counts as restricted, as for the API server), with the evaluator of
+// k8s.io/pod-security-admission: all the checks of the standard, on the
+// whole pod. The pod is a representative one that meets the restricted
+// level on its own (a non-root app container that drops all capabilities
+// and cannot escalate, RuntimeDefault seccomp), so every problem found is
+// the sidecar template's. Empty Problems: the level admits the injected pod.
+func PodSecurityProblems(nsLabels map[string]string, f Fragment) (PodSecurityResult, error) {
+	p, _ := psaapi.PolicyToEvaluate(nsLabels, psaapi.Policy{
+		Enforce: psaapi.LevelVersion{Level: psaapi.LevelPrivileged, Version: psaapi.LatestVersion()},
+	})
+	out := PodSecurityResult{Enforced: p.Enforce.String()}
+	if p.Enforce.Level == psaapi.LevelPrivileged {
+		return out, nil
 	}
-	var out []string
-	check := func(kind string, c corev1.Container) {
-		sc := c.SecurityContext
-		if sc == nil {
-			if level == PodSecurityRestricted {
-				out = append(out, fmt.Sprintf("%s %s has no securityContext (restricted requires allowPrivilegeEscalation=false, runAsNonRoot, capabilities.drop ALL)", kind, c.Name))
-			}
-			return
-		}
-		if sc.Privileged != nil && *sc.Privileged {
-			out = append(out, fmt.Sprintf("%s %s is privileged", kind, c.Name))
-		}
-		if sc.Capabilities != nil {
-			for _, cap := range sc.Capabilities.Add {
-				if level == PodSecurityRestricted && cap != "NET_BIND_SERVICE" || !slices.Contains(baselineCapabilities, cap) {
-					out = append(out, fmt.Sprintf("%s %s adds capability %s", kind, c.Name, cap))
-				}
-			}
-		}
-		if level != PodSecurityRestricted {
-			return
-		}
-		if sc.AllowPrivilegeEscalation == nil || *sc.AllowPrivilegeEscalation {
-			out = append(out, fmt.Sprintf("%s %s allows privilege escalation", kind, c.Name))
-		}
-		if (sc.RunAsNonRoot != nil && !*sc.RunAsNonRoot) || (sc.RunAsUser != nil && *sc.RunAsUser == 0) {
-			out = append(out, fmt.Sprintf("%s %s runs as root", kind, c.Name))
-		}
-		if sc.Capabilities == nil || !slices.Contains(sc.Capabilities.Drop, "ALL") {
-			out = append(out, fmt.Sprintf("%s %s does not drop ALL capabilities", kind, c.Name))
-		}
+	ev, err := podSecurityEvaluator()
+	if err != nil {
+		return out, fmt.Errorf("pod security evaluator: %w", err)
 	}
-	for _, c := range f.InitContainers {
-		check("init container", c)
+	meta, spec := representativeInjectedPod(f)
+	agg := policy.AggregateCheckResults(ev.EvaluatePod(p.Enforce, meta, spec))
+	for i, reason := range agg.ForbiddenReasons {
+		if d := agg.ForbiddenDetails[i]; d != "" {
+			reason += " (" + d + ")"
+		}
+		out.Problems = append(out.Problems, reason)
 	}
-	for _, c := range f.Containers {
-		check("container", c)
+	return out, nil
+}
+
+// representativeInjectedPod is a pod that meets the restricted level by
+// itself, with f's init containers, containers and volumes added as
+// injection adds them.
+func representativeInjectedPod(f Fragment) (*metav1.ObjectMeta, *corev1.PodSpec) {
+	meta := &metav1.ObjectMeta{Name: "app", Labels: f.Labels, Annotations: f.Annotations}
+	spec := &corev1.PodSpec{
+		SecurityContext: &corev1.PodSecurityContext{
+			RunAsNonRoot:   new(true),
+			SeccompProfile: &corev1.SeccompProfile{Type: corev1.SeccompProfileTypeRuntimeDefault},
+		},
+		Containers: []corev1.Container{{
+			Name:  "app",
+			Image: "app",
+			SecurityContext: &corev1.SecurityContext{
+				AllowPrivilegeEscalation: new(false),
+				Capabilities:             &corev1.Capabilities{Drop: []corev1.Capability{"ALL"}},
+			},
+		}},
 	}
-	return out
+	spec.InitContainers = append(spec.InitContainers, f.InitContainers...)
+	spec.Containers = append(spec.Containers, f.Containers...)
+	spec.Volumes = append(spec.Volumes, f.Volumes...)
+	return meta, spec
 }

@@ -29,18 +29,23 @@ func TestNamespaceWarnsWhenPodSecurityRefusesTheInjectedPod(t *testing.T) {
 		want   []string
 	}{
 		"baseline refuses the init container's NET_ADMIN and NET_RAW": {
-			labels: map[string]string{revisions.LabelInjection: revisions.InjectionEnabled, LabelPodSecurityEnforce: PodSecurityBaseline},
-			want:   []string{`enforces Pod Security "baseline"`, "init container istio-init adds capability NET_ADMIN", "adds capability NET_RAW", "revision 1-22-6"},
+			labels: map[string]string{revisions.LabelInjection: revisions.InjectionEnabled, LabelPodSecurityEnforce: "baseline"},
+			want: []string{`enforces Pod Security "baseline:latest"`, `non-default capabilities (container "istio-init" must not include "NET_ADMIN", "NET_RAW" in securityContext.capabilities.add)`,
+				"revision 1-22-6", "CNI traffic interception (istio-cni)"},
 		},
-		"restricted refuses it too, also for running as root": {
-			labels: map[string]string{revisions.LabelRev: "canary", LabelPodSecurityEnforce: PodSecurityRestricted},
-			want:   []string{`enforces Pod Security "restricted"`, "istio-init runs as root", "revision 1-23-6"},
+		"restricted refuses it too, also for running as root, at the version the namespace pins": {
+			labels: map[string]string{revisions.LabelRev: "canary", LabelPodSecurityEnforce: "restricted", "pod-security.kubernetes.io/enforce-version": "v1.30"},
+			want:   []string{`enforces Pod Security "restricted:v1.30"`, `runAsNonRoot != true (container "istio-init"`, "revision 1-23-6"},
+		},
+		"an invalid level counts as restricted, as for the API server": {
+			labels: map[string]string{revisions.LabelInjection: revisions.InjectionEnabled, LabelPodSecurityEnforce: "strict"},
+			want:   []string{`enforces Pod Security "restricted:latest"`},
 		},
 		"privileged says nothing": {
 			labels: map[string]string{revisions.LabelInjection: revisions.InjectionEnabled, LabelPodSecurityEnforce: "privileged"},
 		},
 		"a namespace not asking for injection says nothing": {
-			labels: map[string]string{LabelPodSecurityEnforce: PodSecurityRestricted},
+			labels: map[string]string{LabelPodSecurityEnforce: "restricted"},
 		},
 	}
 	for name, tc := range tests {
@@ -64,12 +69,85 @@ func TestNamespaceWarnsWhenPodSecurityRefusesTheInjectedPod(t *testing.T) {
 	}
 }
 
-func TestPodSecurityProblemsOfTheProxyContainer(t *testing.T) {
-	f := Fragment{Containers: []corev1.Container{{Name: "istio-proxy", SecurityContext: &corev1.SecurityContext{
+// proxyContainer is a sidecar container that meets the restricted level.
+func proxyContainer() corev1.Container {
+	return corev1.Container{Name: "istio-proxy", Image: "proxy", SecurityContext: &corev1.SecurityContext{
 		AllowPrivilegeEscalation: new(false), RunAsNonRoot: new(true), RunAsUser: new(int64(1337)),
 		Capabilities: &corev1.Capabilities{Drop: []corev1.Capability{"ALL"}},
-	}}}}
-	assert.Empty(t, PodSecurityProblems(PodSecurityRestricted, f), "the proxy container alone passes restricted")
-	f.Containers[0].SecurityContext.Privileged = new(true)
-	assert.Equal(t, []string{"container istio-proxy is privileged"}, PodSecurityProblems(PodSecurityBaseline, f))
+	}}
+}
+
+func TestPodSecurityProblemsRunsTheWholeStandard(t *testing.T) {
+	restricted := map[string]string{LabelPodSecurityEnforce: "restricted"}
+	baseline := map[string]string{LabelPodSecurityEnforce: "baseline"}
+	tests := map[string]struct {
+		labels   map[string]string
+		fragment func(f *Fragment)
+		enforced string
+		want     []string
+	}{
+		"a proxy container that meets restricted passes it": {
+			labels: restricted, fragment: func(*Fragment) {}, enforced: "restricted:latest",
+		},
+		"a privileged proxy fails baseline": {
+			labels:   baseline,
+			fragment: func(f *Fragment) { f.Containers[0].SecurityContext.Privileged = new(true) },
+			enforced: "baseline:latest",
+			want:     []string{`privileged (container "istio-proxy" must not set securityContext.privileged=true)`},
+		},
+		"a hostPath volume of the template fails baseline": {
+			labels: baseline,
+			fragment: func(f *Fragment) {
+				f.Volumes = []corev1.Volume{{Name: "sock", VolumeSource: corev1.VolumeSource{HostPath: &corev1.HostPathVolumeSource{Path: "/var/run"}}}}
+			},
+			enforced: "baseline:latest",
+			want:     []string{`hostPath volumes (volume "sock")`},
+		},
+		"a host port of the proxy fails baseline": {
+			labels: baseline,
+			fragment: func(f *Fragment) {
+				f.Containers[0].Ports = []corev1.ContainerPort{{ContainerPort: 15090, HostPort: 15090}}
+			},
+			enforced: "baseline:latest",
+			want:     []string{"hostPort (container \"istio-proxy\" uses hostPort 15090)"},
+		},
+		"an unconfined seccomp profile fails baseline": {
+			labels: baseline,
+			fragment: func(f *Fragment) {
+				f.Containers[0].SecurityContext.SeccompProfile = &corev1.SeccompProfile{Type: corev1.SeccompProfileTypeUnconfined}
+			},
+			enforced: "baseline:latest",
+			want:     []string{`seccompProfile (container "istio-proxy" must not set securityContext.seccompProfile.type to "Unconfined")`},
+		},
+		"an init container that keeps its capabilities fails restricted only": {
+			labels: restricted,
+			fragment: func(f *Fragment) {
+				f.InitContainers = []corev1.Container{{Name: "istio-validation", Image: "proxy", SecurityContext: &corev1.SecurityContext{AllowPrivilegeEscalation: new(false)}}}
+			},
+			enforced: "restricted:latest",
+			want:     []string{`unrestricted capabilities (container "istio-validation" must set securityContext.capabilities.drop=["ALL"])`},
+		},
+		"the same passes baseline": {
+			labels: baseline,
+			fragment: func(f *Fragment) {
+				f.InitContainers = []corev1.Container{{Name: "istio-validation", Image: "proxy", SecurityContext: &corev1.SecurityContext{AllowPrivilegeEscalation: new(false)}}}
+			},
+			enforced: "baseline:latest",
+		},
+		"no label: privileged, nothing checked": {
+			labels:   nil,
+			fragment: func(f *Fragment) { f.Containers[0].SecurityContext.Privileged = new(true) },
+			enforced: "privileged:latest",
+		},
+	}
+	for name, tc := range tests {
+		t.Run(name, func(t *testing.T) {
+			f := Fragment{Containers: []corev1.Container{proxyContainer()}}
+			tc.fragment(&f)
+			got, err := PodSecurityProblems(tc.labels, f)
+			require.NoError(t, err)
+			assert.Equal(t, tc.enforced, got.Enforced)
+			assert.Equal(t, tc.want, got.Problems)
+		})
+	}
 }

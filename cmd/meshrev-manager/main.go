@@ -90,6 +90,11 @@ func parseFlags(args []string, out io.Writer) (manager.Options, *zap.Options, er
 	fs.IntVar(&o.Server.MaxConcurrentRequests, "webhook-max-concurrent-requests", manager.DefaultMaxConcurrentRequests, "webhook server: requests handled at once; more are answered 429")
 	fs.Int64Var(&o.Server.MaxInFlightBytes, "webhook-max-inflight-bytes", manager.DefaultMaxInFlightBytes, "webhook server: request body bytes (beyond 64 KiB each) of all requests being handled; a request that does not fit is answered 429")
 	fs.Int64Var(&o.Server.MaxRequestBytes, "webhook-max-request-bytes", manager.DefaultMaxRequestBytes, "webhook server: the largest request body (413 beyond)")
+	fs.IntVar(&o.Server.MaxConnections, "webhook-max-connections", manager.DefaultMaxConnections, "webhook server: open connections; when full, a new one replaces the oldest waiting connection of the address with the most waiting, or is closed before its TLS handshake")
+	fs.IntVar(&o.Server.MaxPendingConnectionsPerIP, "webhook-max-pending-connections-per-ip", manager.DefaultMaxPendingConnectionsPerIP, "webhook server: connections per client address that have not completed a request; more wait, without TLS, until the handshake timeout")
+	fs.IntVar(&o.Server.MaxConcurrentHandshakes, "webhook-max-concurrent-handshakes", manager.DefaultMaxConcurrentHandshakes, "webhook server: TLS handshakes run at once")
+	fs.IntVar(&o.Server.HandshakesPerSecondPerIP, "webhook-handshakes-per-second-per-ip", manager.DefaultHandshakesPerSecondPerIP, "webhook server: TLS handshakes one client address starts a second (bursts of twice as many)")
+	fs.DurationVar(&o.Server.HandshakeTimeout, "webhook-handshake-timeout", manager.DefaultHandshakeTimeout, "webhook server: time from accepting a connection to the end of its TLS handshake, waiting for a slot included")
 	fs.BoolVar(&o.Server.EnableHTTP2, "enable-http2", false, "offer HTTP/2 on the webhook and metrics servers (off: Go's HTTP/2 rapid-reset advisory, CVE-2023-44487)")
 	zapOpts := &zap.Options{}
 	zapOpts.BindFlags(fs)

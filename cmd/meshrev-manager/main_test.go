@@ -28,13 +28,18 @@ func TestParseFlags(t *testing.T) {
 			CertLifetime:            pki.DefaultCertLifetime,
 		},
 		Server: manager.ServerLimits{
-			ReadHeaderTimeout:     manager.DefaultReadHeaderTimeout,
-			ReadTimeout:           manager.DefaultReadTimeout,
-			WriteTimeout:          manager.DefaultWriteTimeout,
-			IdleTimeout:           manager.DefaultIdleTimeout,
-			MaxConcurrentRequests: manager.DefaultMaxConcurrentRequests,
-			MaxInFlightBytes:      manager.DefaultMaxInFlightBytes,
-			MaxRequestBytes:       manager.DefaultMaxRequestBytes,
+			ReadHeaderTimeout:          manager.DefaultReadHeaderTimeout,
+			ReadTimeout:                manager.DefaultReadTimeout,
+			WriteTimeout:               manager.DefaultWriteTimeout,
+			IdleTimeout:                manager.DefaultIdleTimeout,
+			MaxConcurrentRequests:      manager.DefaultMaxConcurrentRequests,
+			MaxInFlightBytes:           manager.DefaultMaxInFlightBytes,
+			MaxRequestBytes:            manager.DefaultMaxRequestBytes,
+			MaxConnections:             manager.DefaultMaxConnections,
+			MaxPendingConnectionsPerIP: manager.DefaultMaxPendingConnectionsPerIP,
+			MaxConcurrentHandshakes:    manager.DefaultMaxConcurrentHandshakes,
+			HandshakesPerSecondPerIP:   manager.DefaultHandshakesPerSecondPerIP,
+			HandshakeTimeout:           manager.DefaultHandshakeTimeout,
 		},
 		NoMeshPolicy: "Deny",
 	}
@@ -77,10 +82,12 @@ func TestParseFlags(t *testing.T) {
 		"the webhook server's bounds, HTTP/2 and the no-Mesh policy": {
 			args: []string{"--webhook-read-header-timeout=2s", "--webhook-read-timeout=3s", "--webhook-write-timeout=4s", "--webhook-idle-timeout=5s",
 				"--webhook-max-concurrent-requests=10", "--webhook-max-inflight-bytes=1048576", "--webhook-max-request-bytes=65536",
+				"--webhook-max-connections=100", "--webhook-max-pending-connections-per-ip=7", "--webhook-max-concurrent-handshakes=3", "--webhook-handshake-timeout=2s", "--webhook-handshakes-per-second-per-ip=9",
 				"--enable-http2", "--no-mesh-policy=Allow"},
 			want: func(o *manager.Options) {
 				o.Server = manager.ServerLimits{ReadHeaderTimeout: 2 * time.Second, ReadTimeout: 3 * time.Second, WriteTimeout: 4 * time.Second,
-					IdleTimeout: 5 * time.Second, MaxConcurrentRequests: 10, MaxInFlightBytes: 1 << 20, MaxRequestBytes: 64 << 10, EnableHTTP2: true}
+					IdleTimeout: 5 * time.Second, MaxConcurrentRequests: 10, MaxInFlightBytes: 1 << 20, MaxRequestBytes: 64 << 10,
+					MaxConnections: 100, MaxPendingConnectionsPerIP: 7, MaxConcurrentHandshakes: 3, HandshakesPerSecondPerIP: 9, HandshakeTimeout: 2 * time.Second, EnableHTTP2: true}
 				o.NoMeshPolicy = "Allow"
 			},
 		},

@@ -5,6 +5,7 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"io"
 	stdlog "log"
 	"net"
 	"net/http"
@@ -34,6 +35,22 @@ const (
 	DefaultMaxConcurrentRequests = 256
 	DefaultMaxInFlightBytes      = 64 << 20
 	DefaultMaxRequestBytes       = 8 << 20
+	// DefaultMaxConnections: an idle TLS connection costs the server some
+	// tens of KiB; 1024 of them stay far below the chart's memory limit.
+	DefaultMaxConnections = 1024
+	// DefaultMaxPendingConnectionsPerIP: the API server completes a request
+	// on a new connection within milliseconds, so its slots turn over
+	// quickly even in a burst; a client that holds connections without
+	// completing requests holds at most this many per address.
+	DefaultMaxPendingConnectionsPerIP = 64
+	// DefaultMaxConcurrentHandshakes leaves CPU for the requests of
+	// connections that are already up.
+	DefaultMaxConcurrentHandshakes = 8
+	DefaultHandshakeTimeout        = 5 * time.Second
+	// DefaultHandshakesPerSecondPerIP: a handshake costs about a
+	// millisecond of CPU, so one address takes at most a tenth of a core;
+	// the API server reuses its connections and needs far fewer.
+	DefaultHandshakesPerSecondPerIP = 100
 	// freeBodyBytes of every request's body are not drawn from the shared
 	// in-flight budget: a pod's AdmissionReview (a few KiB) is never refused
 	// because large bodies hold the budget. Bounded by MaxConcurrentRequests.
@@ -64,6 +81,26 @@ type ServerLimits struct {
 	MaxInFlightBytes int64
 	// MaxRequestBytes bounds one request body (413 beyond it).
 	MaxRequestBytes int64
+	// MaxConnections bounds the open connections. When full, a new
+	// connection takes the place of the oldest connection waiting for a
+	// pending slot of the address with the most waiting ones; with none
+	// waiting it is closed at once, before its TLS handshake.
+	MaxConnections int
+	// MaxPendingConnectionsPerIP bounds, per remote address, the
+	// connections that have not yet completed a request (handshaking or
+	// reading their first one). More wait for a slot without costing CPU,
+	// until HandshakeTimeout. Connections that have completed a request are
+	// not counted.
+	MaxPendingConnectionsPerIP int
+	// MaxConcurrentHandshakes bounds the TLS handshakes run at once.
+	MaxConcurrentHandshakes int
+	// HandshakesPerSecondPerIP bounds the TLS handshakes one remote address
+	// starts a second (bursts of twice as many); a connection whose turn
+	// would come after HandshakeTimeout is closed before any TLS.
+	HandshakesPerSecondPerIP int
+	// HandshakeTimeout bounds waiting for a pending slot and the TLS
+	// handshake, from the moment a connection is accepted.
+	HandshakeTimeout time.Duration
 	// EnableHTTP2 offers HTTP/2 by ALPN. Off by default: Go's HTTP/2 server
 	// was subject to the rapid-reset attack (CVE-2023-44487), and the API
 	// server speaks HTTP/1.1 to webhooks just as well.
@@ -91,6 +128,21 @@ func (l *ServerLimits) complete() {
 	}
 	if l.MaxRequestBytes <= 0 {
 		l.MaxRequestBytes = DefaultMaxRequestBytes
+	}
+	if l.MaxConnections <= 0 {
+		l.MaxConnections = DefaultMaxConnections
+	}
+	if l.MaxPendingConnectionsPerIP <= 0 {
+		l.MaxPendingConnectionsPerIP = DefaultMaxPendingConnectionsPerIP
+	}
+	if l.MaxConcurrentHandshakes <= 0 {
+		l.MaxConcurrentHandshakes = DefaultMaxConcurrentHandshakes
+	}
+	if l.HandshakesPerSecondPerIP <= 0 {
+		l.HandshakesPerSecondPerIP = DefaultHandshakesPerSecondPerIP
+	}
+	if l.HandshakeTimeout <= 0 {
+		l.HandshakeTimeout = DefaultHandshakeTimeout
 	}
 }
 
@@ -163,12 +215,16 @@ func (s *boundedServer) Start(ctx context.Context) error {
 	}()
 	cfg := &tls.Config{GetCertificate: cw.GetCertificate}
 	tlsOptions(s.limits.EnableHTTP2)(cfg)
-	ln, err := tls.Listen("tcp", net.JoinHostPort(s.host, strconv.Itoa(s.port)), cfg)
+	raw, err := net.Listen("tcp", net.JoinHostPort(s.host, strconv.Itoa(s.port)))
 	if err != nil {
 		return fmt.Errorf("webhook server listen: %w", err)
 	}
+	ln := newGuardedListener(raw, cfg, s.limits, s.limiter.rejectedConns)
 	srv := &http.Server{
-		BaseContext:       func(net.Listener) context.Context { return ctx },
+		BaseContext: func(net.Listener) context.Context { return ctx },
+		ConnContext: func(ctx context.Context, c net.Conn) context.Context {
+			return context.WithValue(ctx, guardedConnKey{}, connOf(c))
+		},
 		Handler:           s.limiter.wrap(s.registry.WebhookMux()),
 		ReadHeaderTimeout: s.limits.ReadHeaderTimeout,
 		ReadTimeout:       s.limits.ReadTimeout,
@@ -195,7 +251,10 @@ func (s *boundedServer) Start(ctx context.Context) error {
 	}()
 	log.Info("serving webhooks", "address", ln.Addr().String(), "http2", s.limits.EnableHTTP2,
 		"readHeaderTimeout", s.limits.ReadHeaderTimeout, "readTimeout", s.limits.ReadTimeout, "idleTimeout", s.limits.IdleTimeout,
-		"maxConcurrentRequests", s.limits.MaxConcurrentRequests, "maxInFlightBytes", s.limits.MaxInFlightBytes)
+		"maxConcurrentRequests", s.limits.MaxConcurrentRequests, "maxInFlightBytes", s.limits.MaxInFlightBytes,
+		"maxConnections", s.limits.MaxConnections, "maxPendingConnectionsPerIP", s.limits.MaxPendingConnectionsPerIP,
+		"maxConcurrentHandshakes", s.limits.MaxConcurrentHandshakes,
+		"handshakesPerSecondPerIP", s.limits.HandshakesPerSecondPerIP, "handshakeTimeout", s.limits.HandshakeTimeout)
 	s.mu.Lock()
 	s.started = true
 	s.mu.Unlock()
@@ -241,6 +300,8 @@ type limiter struct {
 	slots    chan struct{}
 	inFlight atomic.Int64
 	rejected *prometheus.CounterVec
+	// rejectedConns counts connections the listener closed unserved.
+	rejectedConns *prometheus.CounterVec
 }
 
 // Reasons counted by meshrev_webhook_rejected_requests_total.
@@ -266,7 +327,14 @@ func newLimiter(limits ServerLimits, reg prometheus.Registerer) (*limiter, error
 		}
 		rejected = are.ExistingCollector.(*prometheus.CounterVec)
 	}
-	return &limiter{limits: limits, slots: make(chan struct{}, limits.MaxConcurrentRequests), rejected: rejected}, nil
+	rejectedConns, err := registerCounter(reg, prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "meshrev_webhook_rejected_connections_total",
+		Help: "Webhook server connections closed before any request by the listener's limits, by reason (max_connections, evicted, per_ip_rate, handshake_timeout).",
+	}, []string{"reason"}))
+	if err != nil {
+		return nil, err
+	}
+	return &limiter{limits: limits, slots: make(chan struct{}, limits.MaxConcurrentRequests), rejected: rejected, rejectedConns: rejectedConns}, nil
 }
 
 func (l *limiter) reject(w http.ResponseWriter, code int, reason, msg string) {
@@ -315,6 +383,41 @@ func (l *limiter) wrap(next http.Handler) http.Handler {
 			// stops a handler that would read more than the limit.
 			r.Body = http.MaxBytesReader(w, r.Body, l.limits.MaxRequestBytes)
 		}
+		body := &eofReader{ReadCloser: r.Body}
+		r.Body = body
 		next.ServeHTTP(w, r)
+		// A request read whole and answered: its connection is no longer
+		// pending (guardedListener). A body cut short by a timeout does not
+		// count.
+		if r.ContentLength == 0 || body.eof {
+			proveRequest(r)
+		}
 	})
+}
+
+// eofReader records that a request body was read to its end.
+type eofReader struct {
+	io.ReadCloser
+	eof bool
+}
+
+func (b *eofReader) Read(p []byte) (int, error) {
+	n, err := b.ReadCloser.Read(p)
+	if errors.Is(err, io.EOF) {
+		b.eof = true
+	}
+	return n, err
+}
+
+// registerCounter registers c, or returns the counter already registered
+// under its name.
+func registerCounter(reg prometheus.Registerer, c *prometheus.CounterVec) (*prometheus.CounterVec, error) {
+	if err := reg.Register(c); err != nil {
+		var are prometheus.AlreadyRegisteredError
+		if !errors.As(err, &are) {
+			return nil, fmt.Errorf("register webhook server metric: %w", err)
+		}
+		return are.ExistingCollector.(*prometheus.CounterVec), nil
+	}
+	return c, nil
 }

@@ -22,6 +22,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -40,8 +41,10 @@ import (
 	"github.com/stretchr/testify/require"
 	admissionv1 "k8s.io/api/admission/v1"
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/util/rand"
 	"k8s.io/apimachinery/pkg/util/wait"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -73,6 +76,15 @@ type procManager struct {
 // startProcManager builds the manager, gives it a serving certificate, points
 // meshrev's webhook configurations at it and starts it with extra flags.
 func startProcManager(t *testing.T, extra ...string) *procManager {
+	return startProcReplicas(t, 1, extra...)[0]
+}
+
+// startProcReplicas starts n manager processes (leader election on) that
+// share one serving certificate. With more than one, the webhook
+// configurations point at a front in the test (frontProxy) that passes each
+// connection to a replica that accepts it, as a Service sends traffic only
+// to live endpoints; the first replica is started (and leads) first.
+func startProcReplicas(t *testing.T, n int, extra ...string) []*procManager {
 	t.Helper()
 	ownWebhookConfigs(t)
 	setGlobalLogger()
@@ -81,8 +93,12 @@ func startProcManager(t *testing.T, extra ...string) *procManager {
 	for _, ns := range []string{meshrevNamespace, controlPlaneNamespace, probeNamespace} {
 		ensureNamespace(t, c, ns)
 	}
-	ports := freeLocalPorts(t, 3)
-	h := &managerHandle{URL: "https://127.0.0.1:" + strconv.Itoa(ports[0])}
+	ports := freeLocalPorts(t, 1+3*n)
+	front := ports[0]
+	if n == 1 {
+		front = ports[1]
+	}
+	h := &managerHandle{URL: "https://127.0.0.1:" + strconv.Itoa(front)}
 	h.Options.CertDir = t.TempDir()
 	h.prepareCerts(t, c)
 	h.installWebhookConfigs(t, c)
@@ -95,23 +111,77 @@ func startProcManager(t *testing.T, extra ...string) *procManager {
 	if Env().Layout.Root != "" {
 		dir = Env().Layout.LogDir()
 	}
-	m := &procManager{
-		t: t, bin: managerBinary(t), url: h.URL, caBundle: h.CABundle,
-		probe:   "127.0.0.1:" + strconv.Itoa(ports[2]),
-		logPath: filepath.Join(dir, "manager-"+regexp.MustCompile(`[^A-Za-z0-9]+`).ReplaceAllString(t.Name(), "_")+".log"),
-		args: append([]string{"--kubeconfig", kubeconfig, "--namespace", meshrevNamespace, "--mesh-namespace", controlPlaneNamespace,
-			"--webhook-host", "127.0.0.1", "--webhook-port", strconv.Itoa(ports[0]), "--cert-dir", h.Options.CertDir,
-			"--metrics-bind-address", "127.0.0.1:" + strconv.Itoa(ports[1]), "--health-probe-bind-address", "127.0.0.1:" + strconv.Itoa(ports[2]),
-			"--leader-elect"}, extra...),
-	}
-	t.Cleanup(func() {
-		m.stop()
-		if t.Failed() {
-			t.Logf("manager log %s, last lines:\n%s", m.logPath, tailFile(m.logPath, 60))
+	var out []*procManager
+	var backends []string
+	bin := managerBinary(t)
+	for i := range n {
+		webhookPort, metricsPort, probePort := ports[1+3*i], ports[2+3*i], ports[3+3*i]
+		name := regexp.MustCompile(`[^A-Za-z0-9]+`).ReplaceAllString(t.Name(), "_")
+		if n > 1 {
+			name += "-" + strconv.Itoa(i)
 		}
-	})
-	m.start()
-	return m
+		m := &procManager{
+			t: t, bin: bin, url: "https://127.0.0.1:" + strconv.Itoa(webhookPort), caBundle: h.CABundle,
+			probe:   "127.0.0.1:" + strconv.Itoa(probePort),
+			logPath: filepath.Join(dir, "manager-"+name+".log"),
+			args: append([]string{"--kubeconfig", kubeconfig, "--namespace", meshrevNamespace, "--mesh-namespace", controlPlaneNamespace,
+				"--webhook-host", "127.0.0.1", "--webhook-port", strconv.Itoa(webhookPort), "--cert-dir", h.Options.CertDir,
+				"--metrics-bind-address", "127.0.0.1:" + strconv.Itoa(metricsPort), "--health-probe-bind-address", "127.0.0.1:" + strconv.Itoa(probePort),
+				"--leader-elect"}, extra...),
+		}
+		t.Cleanup(func() {
+			m.stop()
+			if t.Failed() {
+				t.Logf("manager log %s, last lines:\n%s", m.logPath, tailFile(m.logPath, 60))
+			}
+		})
+		backends = append(backends, "127.0.0.1:"+strconv.Itoa(webhookPort))
+		out = append(out, m)
+	}
+	if n > 1 {
+		frontProxy(t, front, backends)
+	}
+	for _, m := range out {
+		m.start()
+	}
+	return out
+}
+
+// frontProxy listens on port and passes each connection, bytes unchanged
+// (TLS end to end), to the first of backends, in turn, that accepts it.
+func frontProxy(t *testing.T, port int, backends []string) {
+	ln, err := net.Listen("tcp", "127.0.0.1:"+strconv.Itoa(port))
+	require.NoError(t, err)
+	t.Cleanup(func() { ln.Close() })
+	var next atomic.Int64
+	go func() {
+		for {
+			in, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer in.Close()
+				first := int(next.Add(1))
+				for i := range backends {
+					out, err := net.DialTimeout("tcp", backends[(first+i)%len(backends)], time.Second)
+					if err != nil {
+						continue
+					}
+					defer out.Close()
+					go func() { _, _ = io.Copy(out, in); out.Close() }()
+					_, _ = io.Copy(in, out)
+					return
+				}
+			}()
+		}
+	}()
+}
+
+// leads says whether the manager's log shows it leading (its latest term).
+func (m *procManager) leads() bool {
+	raw, _ := os.ReadFile(m.logPath)
+	return bytes.Contains(raw, []byte("leading: starting the controller"))
 }
 
 // start runs the process and waits until the API server reaches it.
@@ -534,21 +604,31 @@ func TestFaults(t *testing.T) {
 		}, 60*time.Second, 500*time.Millisecond, "the Mesh reports TemplatesReady=False")
 	})
 
-	t.Run("slow-body and slowloris clients: RSS bounded, admissions keep their latency", func(t *testing.T) {
-		e := newFaultEnv(t)
+	// The same attack twice: with the connection bounds off (for
+	// comparison, on the same machine at about the same time) and with the
+	// defaults. manager_cpu is the manager's CPU seconds per second.
+	slowClients := func(t *testing.T, name string, extra ...string) {
+		e := newFaultEnv(t, extra...)
 		pid := e.m.pid()
+		cpu0, t0 := cpuSeconds(pid), time.Now()
 		base := during(t, e.ns, 8*time.Second, func() {})
+		baseCPU := (cpuSeconds(pid) - cpu0) / time.Since(t0).Seconds()
 		_, before := memKB(pid)
 		ctx, cancel := context.WithCancel(t.Context())
 		var attackers sync.WaitGroup
 		var closedByServer atomic.Int64
 		addr := strings.TrimPrefix(e.m.url, "https://")
+		// The attackers connect from another address than the API server
+		// (127.0.0.2, loopback too), as a pod reaching the webhook port
+		// would: the server's per-address bounds apply to them, not to the
+		// API server's connections.
+		dialer := &net.Dialer{LocalAddr: &net.TCPAddr{IP: net.IPv4(127, 0, 0, 2)}, Timeout: 10 * time.Second}
 		attack := func(first int, trickle time.Duration) {
 			defer attackers.Done()
 			for ctx.Err() == nil {
-				conn, err := tls.Dial("tcp", addr, &tls.Config{RootCAs: x509Pool(e.m.caBundle)})
+				conn, err := tls.DialWithDialer(dialer, "tcp", addr, &tls.Config{RootCAs: x509Pool(e.m.caBundle)})
 				if err != nil {
-					time.Sleep(100 * time.Millisecond)
+					time.Sleep(time.Second) // a bounded reconnect rate
 					continue
 				}
 				_, err = fmt.Fprintf(conn, "POST %s HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n", webhook.PathInject, 8<<20)
@@ -583,7 +663,9 @@ func TestFaults(t *testing.T) {
 			attackers.Add(1)
 			go attack(0, time.Second)
 		}
+		cpu1, t1 := cpuSeconds(pid), time.Now()
 		l := during(t, e.ns, 25*time.Second, func() {})
+		attackCPU := (cpuSeconds(pid) - cpu1) / time.Since(t1).Seconds()
 		cancel()
 		attackers.Wait()
 		if _, p := memKB(pid); p > peak.Load() {
@@ -593,8 +675,15 @@ func TestFaults(t *testing.T) {
 		assert.Less(t, peak.Load(), int64(boundKB), "peak RSS under attack stays under 256 MiB")
 		assert.True(t, alive(pid))
 		assert.Positive(t, closedByServer.Load(), "the server closes slow clients")
-		report(t, "slow-clients", l, fmt.Sprintf("peak_rss_before=%dMiB peak_rss_under_attack=%dMiB connections_closed_by_server=%d baseline_p50=%s baseline_p99=%s",
-			before>>10, peak.Load()>>10, closedByServer.Load(), base.p(0.5).Round(time.Millisecond), base.p(0.99).Round(time.Millisecond)))
+		report(t, name, l, fmt.Sprintf("peak_rss_before=%dMiB peak_rss_under_attack=%dMiB connections_closed_by_server=%d baseline_p50=%s baseline_p99=%s manager_cpu_baseline=%.2f manager_cpu_under_attack=%.2f loadavg=%s",
+			before>>10, peak.Load()>>10, closedByServer.Load(), base.p(0.5).Round(time.Millisecond), base.p(0.99).Round(time.Millisecond), baseCPU, attackCPU, loadAvg()))
+	}
+	t.Run("slow-body and slowloris clients, connection bounds off (for comparison)", func(t *testing.T) {
+		slowClients(t, "slow-clients-connection-bounds-off", "--webhook-max-connections=1000000", "--webhook-max-pending-connections-per-ip=1000000",
+			"--webhook-handshakes-per-second-per-ip=1000000", "--webhook-max-concurrent-handshakes=1000000")
+	})
+	t.Run("slow-body and slowloris clients: RSS bounded, admissions keep their latency", func(t *testing.T) {
+		slowClients(t, "slow-clients")
 	})
 
 	t.Run("500 concurrent reviews", func(t *testing.T) {
@@ -633,6 +722,31 @@ func TestFaults(t *testing.T) {
 	})
 }
 
+// cpuSeconds is the CPU time (user and system) pid has used.
+func cpuSeconds(pid int) float64 {
+	st, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0
+	}
+	fields := strings.Fields(string(st[bytes.LastIndexByte(st, ')')+1:]))
+	if len(fields) < 13 {
+		return 0
+	}
+	utime, _ := strconv.ParseFloat(fields[11], 64)
+	stime, _ := strconv.ParseFloat(fields[12], 64)
+	return (utime + stime) / 100 // USER_HZ
+}
+
+// loadAvg is the machine's 1-minute load average (/proc/loadavg), which the
+// latency figures depend on.
+func loadAvg() string {
+	raw, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return "unknown"
+	}
+	return strings.Fields(string(raw))[0]
+}
+
 // x509Pool is a pool of the PEM certificates in bundle.
 func x509Pool(bundle []byte) *x509.CertPool {
 	pool := x509.NewCertPool()
@@ -641,3 +755,199 @@ func x509Pool(bundle []byte) *x509.CertPool {
 }
 
 func runtimeRaw(b []byte) runtime.RawExtension { return runtime.RawExtension{Raw: b} }
+
+// promoteFault is a Mesh with stable 1-22-6 and canary 1-23-6 (plain
+// revisions) and promoteNamespaces namespaces labelled istio.io/rev=canary,
+// which a promotion relabels one by one; pods are created in the first.
+type promoteFault struct {
+	t          *testing.T
+	c          client.Client
+	selector   string
+	namespaces []string
+
+	mu          sync.Mutex
+	transitions map[string]int // istio.io/rev canary -> stable, per namespace
+	firstDone   chan struct{}
+	firstOnce   sync.Once
+}
+
+const promoteNamespaces = 30
+
+func newPromoteFault(t *testing.T) *promoteFault {
+	createMesh(t, stableOnly())
+	_, _, err := updateMesh(t, func(m *v1alpha1.Mesh) {
+		m.Spec.Revisions = append(m.Spec.Revisions, v1alpha1.Revision{Name: "1-23-6", Version: "1.23.6"})
+		m.Spec.Canary = "1-23-6"
+	})
+	require.NoError(t, err)
+	p := &promoteFault{t: t, c: ctrlClient(t), transitions: map[string]int{}, firstDone: make(chan struct{})}
+	p.waitMesh("canary deployed", func(m *v1alpha1.Mesh) bool { return m.Status.Phase == v1alpha1.PhaseCanaryDeployed })
+	id := strings.ToLower(rand.String(6))
+	p.selector = "meshrev-faults-promote=" + id
+	for range promoteNamespaces {
+		p.namespaces = append(p.namespaces, NewNamespace(t, "promote", map[string]string{revisions.LabelRev: revisions.TagCanary, "meshrev-faults-promote": id}))
+	}
+	(&faultEnv{ns: p.namespaces[0]}).waitInjects(t)
+	p.watch()
+	return p
+}
+
+// watch counts each namespace's relabels (canary -> stable) as the API
+// server reports them, and closes firstDone at the first.
+func (p *promoteFault) watch() {
+	w, err := Client(p.t).CoreV1().Namespaces().Watch(p.t.Context(), metav1.ListOptions{LabelSelector: p.selector})
+	require.NoError(p.t, err)
+	p.t.Cleanup(w.Stop)
+	last := map[string]string{}
+	for _, ns := range p.namespaces {
+		last[ns] = revisions.TagCanary
+	}
+	go func() {
+		for ev := range w.ResultChan() {
+			ns, ok := ev.Object.(*corev1.Namespace)
+			if !ok {
+				continue
+			}
+			now := ns.Labels[revisions.LabelRev]
+			p.mu.Lock()
+			if last[ns.Name] == revisions.TagCanary && now == revisions.TagStable {
+				p.transitions[ns.Name]++
+				p.firstOnce.Do(func() { close(p.firstDone) })
+			}
+			last[ns.Name] = now
+			p.mu.Unlock()
+		}
+	}()
+}
+
+func (p *promoteFault) waitMesh(what string, cond func(*v1alpha1.Mesh) bool) *v1alpha1.Mesh {
+	var m v1alpha1.Mesh
+	require.NoError(p.t, wait.PollUntilContextTimeout(p.t.Context(), 100*time.Millisecond, faultReadyWait, true, func(ctx context.Context) (bool, error) {
+		if err := p.c.Get(ctx, client.ObjectKey{Name: v1alpha1.MeshName}, &m); err != nil {
+			return false, nil
+		}
+		return cond(&m), nil
+	}), "Mesh: %s", what)
+	return &m
+}
+
+// promote makes the canary stable and waits for the first relabel.
+func (p *promoteFault) promote() {
+	_, _, err := updateMesh(p.t, func(m *v1alpha1.Mesh) { m.Spec.Stable, m.Spec.Canary = "1-23-6", "" })
+	require.NoError(p.t, err)
+	select {
+	case <-p.firstDone:
+	case <-time.After(faultReadyWait):
+		p.t.Fatal("the promotion never relabelled a namespace")
+	}
+}
+
+// stillCanary counts the namespaces not yet relabelled.
+func (p *promoteFault) stillCanary() int {
+	n := 0
+	for _, name := range p.namespaces {
+		var ns corev1.Namespace
+		if err := p.c.Get(p.t.Context(), client.ObjectKey{Name: name}, &ns); err == nil && ns.Labels[revisions.LabelRev] == revisions.TagCanary {
+			n++
+		}
+	}
+	return n
+}
+
+// waitRelabelled waits until every namespace is relabelled and the Mesh is
+// Ready again.
+func (p *promoteFault) waitRelabelled() {
+	require.NoError(p.t, wait.PollUntilContextTimeout(p.t.Context(), 100*time.Millisecond, faultReadyWait, true, func(context.Context) (bool, error) {
+		return p.stillCanary() == 0, nil
+	}), "every namespace relabelled")
+	p.waitMesh("Ready after the promotion", func(m *v1alpha1.Mesh) bool {
+		return m.Status.Phase == v1alpha1.PhaseReadyToUnpublish && meta.IsStatusConditionTrue(m.Status.Conditions, "Ready")
+	})
+}
+
+// check asserts one relabel per namespace (by the watch and by the
+// controller's Relabelled events) and one Promote in the history; it
+// returns the counts for the report.
+func (p *promoteFault) check() string {
+	var events corev1.EventList
+	require.NoError(p.t, p.c.List(p.t.Context(), &events))
+	relabelEvents := map[string]int{}
+	for _, ev := range events.Items {
+		if ev.InvolvedObject.Kind == "Namespace" && ev.Reason == "Relabelled" {
+			n := 1
+			if ev.Series != nil && ev.Series.Count > 1 {
+				n = int(ev.Series.Count)
+			}
+			relabelEvents[ev.InvolvedObject.Name] += n
+		}
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	double := 0
+	for _, ns := range p.namespaces {
+		assert.Equal(p.t, 1, p.transitions[ns], "namespace %s relabelled once", ns)
+		// An Event may be lost with the process killed right after its
+		// relabel; never two.
+		assert.LessOrEqual(p.t, relabelEvents[ns], 1, "namespace %s relabelled once (events)", ns)
+		if p.transitions[ns] > 1 || relabelEvents[ns] > 1 {
+			double++
+		}
+	}
+	m := p.waitMesh("read", func(*v1alpha1.Mesh) bool { return true })
+	promotes := 0
+	for _, h := range m.Status.History {
+		if h.Action == string(revisions.ActionPromote) {
+			promotes++
+		}
+	}
+	assert.Equal(p.t, 1, promotes, "the promotion is recorded once: %v", m.Status.History)
+	return fmt.Sprintf("namespaces=%d relabelled_twice=%d promote_in_history=%d", len(p.namespaces), double, promotes)
+}
+
+func TestFaultsPromotion(t *testing.T) {
+	t.Run("promote then kill -9 mid-relabel, restart: the relabel completes once", func(t *testing.T) {
+		m := startProcManager(t)
+		p := newPromoteFault(t)
+		var killedAt, readyAt, doneAt time.Time
+		var left int
+		l := during(t, p.namespaces[0], 25*time.Second, func() {
+			time.Sleep(3 * time.Second)
+			p.promote()
+			m.kill9()
+			killedAt = time.Now()
+			left = p.stillCanary()
+			time.Sleep(time.Second) // a supervisor's backoff
+			m.start()
+			readyAt = time.Now()
+			p.waitRelabelled()
+			doneAt = time.Now()
+		})
+		report(t, "promote-then-kill", l, fmt.Sprintf("%s still_canary_at_kill=%d manager_back_in=%s relabel_done_after_kill=%s",
+			p.check(), left, readyAt.Sub(killedAt).Round(100*time.Millisecond), doneAt.Sub(killedAt).Round(100*time.Millisecond)))
+		assert.Positive(t, l.admitted)
+	})
+
+	t.Run("leader killed mid-relabel with a standby: the standby takes over and finishes", func(t *testing.T) {
+		ms := startProcReplicas(t, 2)
+		leader, standby := ms[0], ms[1]
+		require.Eventually(t, leader.leads, faultReadyWait, 100*time.Millisecond, "the first replica leads")
+		assert.False(t, standby.leads())
+		p := newPromoteFault(t)
+		var killedAt, tookOverAt, doneAt time.Time
+		var left int
+		l := during(t, p.namespaces[0], 40*time.Second, func() {
+			time.Sleep(3 * time.Second)
+			p.promote()
+			leader.kill9()
+			killedAt = time.Now()
+			left = p.stillCanary()
+			require.Eventually(t, standby.leads, faultReadyWait, 50*time.Millisecond, "the standby takes over")
+			tookOverAt = time.Now()
+			p.waitRelabelled()
+			doneAt = time.Now()
+		})
+		report(t, "leader-killed-mid-relabel-standby", l, fmt.Sprintf("%s still_canary_at_kill=%d standby_leads_after=%s relabel_done_after_kill=%s",
+			p.check(), left, tookOverAt.Sub(killedAt).Round(100*time.Millisecond), doneAt.Sub(killedAt).Round(100*time.Millisecond)))
+		assert.Positive(t, l.admitted)
+	})
+}
