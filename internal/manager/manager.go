@@ -142,9 +142,12 @@ func managerOptions(logger logr.Logger, scheme *runtime.Scheme, opts Options) ct
 				// releases' injection values (istio-sidecar-injector-<rev>)
 				// in the mesh namespace.
 				&corev1.ConfigMap{}: {Namespaces: map[string]cache.Config{opts.OwnNamespace: {}, opts.MeshNamespace: {}}},
-				// Control planes live in the mesh namespace only.
-				&appsv1.Deployment{}: {Namespaces: map[string]cache.Config{opts.MeshNamespace: {}}},
-				&corev1.Service{}:    {Namespaces: map[string]cache.Config{opts.MeshNamespace: {}}},
+				// Control planes live in the mesh namespace only. These few
+				// objects keep their managedFields: the controller compares
+				// the fields it owns with what it wants and writes only when
+				// they differ.
+				&appsv1.Deployment{}: {Namespaces: map[string]cache.Config{opts.MeshNamespace: {}}, Transform: keepManagedFields},
+				&corev1.Service{}:    {Namespaces: map[string]cache.Config{opts.MeshNamespace: {}}, Transform: keepManagedFields},
 				// Only injected pods matter (status, facts), as metadata: a
 				// cluster's other pods never enter the cache.
 				&corev1.Pod{}: {Label: labels.NewSelector().Add(*injected)},
@@ -168,6 +171,10 @@ func managerOptions(logger logr.Logger, scheme *runtime.Scheme, opts Options) ct
 		Controller: config.Controller{SkipNameValidation: new(true)},
 	}
 }
+
+// keepManagedFields is the identity transform: it overrides the default
+// one, which strips managedFields.
+func keepManagedFields(obj any) (any, error) { return obj, nil }
 
 // setupController runs the lifecycle controller: on every term this replica
 // leads (leader election), or for the manager's whole life.

@@ -65,6 +65,11 @@ type Options struct {
 	// (DefaultCoalesce when 0): under churn, at most one reconcile and one
 	// status write per Coalesce.
 	Coalesce time.Duration
+	// CountsInterval is the least time between two status writes that
+	// change only the data-plane counts (DefaultCountsInterval when 0); a
+	// write that changes anything else (phase, lifecycle steps, a new
+	// generation, control-plane readiness, conditions) is not delayed.
+	CountsInterval time.Duration
 
 	// RestConfig is the cluster Helm installs the helm control planes into
 	// (the manager's); without it a helm control plane fails with the reason.
@@ -77,6 +82,11 @@ type Options struct {
 // DefaultCoalesce is Options.Coalesce when unset: at most two status writes
 // a second under pod churn, well inside the 5 s status lag budget.
 const DefaultCoalesce = 500 * time.Millisecond
+
+// DefaultCountsInterval is Options.CountsInterval when unset: steady pod
+// churn costs at most one Mesh status write per 5 s, with the latest
+// counts; the phase (what status lag measures) is written at once.
+const DefaultCountsInterval = 5 * time.Second
 
 // EventRecorder is the part of the events API the controller uses.
 type EventRecorder interface {
@@ -129,6 +139,9 @@ func New(mgr ctrl.Manager, opts Options) (controller.Controller, error) {
 	}
 	if opts.Coalesce <= 0 {
 		opts.Coalesce = DefaultCoalesce
+	}
+	if opts.CountsInterval <= 0 {
+		opts.CountsInterval = DefaultCountsInterval
 	}
 	m, err := newControllerMetrics(ctrlmetrics.Registry)
 	if err != nil {
@@ -282,12 +295,12 @@ func (r *Reconciler) Reconcile(ctx context.Context, req reconcile.Request) (reco
 	// The steps (history, previous, recorded tags) are written before any
 	// relabel: the intent is on record first, and the relabel below is an
 	// invariant the next reconcile finishes whatever happened in between.
-	// A change of counts alone waits until Coalesce has passed since the
-	// last write, so that churn costs a few writes a second at most.
+	// A change of counts alone waits until CountsInterval has passed since
+	// the last write, so that churn costs one write per interval at most.
 	var result reconcile.Result
 	if !equality.Semantic.DeepEqual(mesh.Status, status) {
-		urgent := len(steps) > 0 || status.ObservedGeneration != mesh.Status.ObservedGeneration || status.Phase != mesh.Status.Phase
-		if wait := r.opts.Coalesce - time.Since(r.lastWrite); !urgent && wait > 0 {
+		urgent := len(steps) > 0 || !CountsOnly(&mesh.Status, &status)
+		if wait := r.opts.CountsInterval - time.Since(r.lastWrite); !urgent && wait > 0 {
 			result.RequeueAfter = wait
 		} else {
 			from := mesh.ResourceVersion
@@ -440,11 +453,27 @@ func (r *Reconciler) reconcileControlPlanes(ctx context.Context, mesh *v1alpha1.
 		if err != nil && !created {
 			return fmt.Errorf("get control plane %s/%s: %w", ns, name, err)
 		}
-		if err := r.client.Apply(ctx, desiredDeployment(mesh, rev, ns), client.FieldOwner(FieldOwner), client.ForceOwnership); err != nil {
-			return fmt.Errorf("apply control plane deployment %s/%s of revision %s: %w", ns, name, rev.Name, err)
+		// Written only when the fields meshrev owns differ from what it
+		// wants (read from the cache, managedFields kept for these objects):
+		// a reconcile that changes nothing writes nothing.
+		dep := desiredDeployment(mesh, rev, ns)
+		if created || !deploymentUpToDate(&existing, dep) {
+			if err := r.client.Apply(ctx, dep, client.FieldOwner(FieldOwner), client.ForceOwnership); err != nil {
+				return fmt.Errorf("apply control plane deployment %s/%s of revision %s: %w", ns, name, rev.Name, err)
+			}
+			r.metrics.controlPlaneApplies.Inc()
 		}
-		if err := r.client.Apply(ctx, desiredService(mesh, rev, ns), client.FieldOwner(FieldOwner), client.ForceOwnership); err != nil {
-			return fmt.Errorf("apply control plane service %s/%s of revision %s: %w", ns, name, rev.Name, err)
+		var existingSvc corev1.Service
+		err = r.client.Get(ctx, client.ObjectKey{Namespace: ns, Name: name}, &existingSvc)
+		if err != nil && !apierrors.IsNotFound(err) {
+			return fmt.Errorf("get control plane service %s/%s: %w", ns, name, err)
+		}
+		svc := desiredService(mesh, rev, ns)
+		if err != nil || !serviceUpToDate(&existingSvc, svc) {
+			if err := r.client.Apply(ctx, svc, client.FieldOwner(FieldOwner), client.ForceOwnership); err != nil {
+				return fmt.Errorf("apply control plane service %s/%s of revision %s: %w", ns, name, rev.Name, err)
+			}
+			r.metrics.controlPlaneApplies.Inc()
 		}
 		if created {
 			logger.Info("control plane created", "revision", rev.Name, "deployment", ns+"/"+name)

@@ -1,6 +1,8 @@
 package controller
 
 import (
+	"bytes"
+	"encoding/json"
 	"strconv"
 
 	appsv1 "k8s.io/api/apps/v1"
@@ -137,4 +139,28 @@ func desiredService(mesh *v1alpha1.Mesh, rev v1alpha1.Revision, namespace string
 		WithLabels(objectLabels(rev.Name)).
 		WithOwnerReferences(meshOwner(mesh)).
 		WithSpec(spec)
+}
+
+// deploymentUpToDate says whether the fields FieldOwner owns in live (read
+// with its managedFields) are exactly the desired apply configuration: then
+// applying it again would change nothing. A field someone else took over
+// (kubectl edit, another applier) is missing from what FieldOwner owns, so
+// the Deployment is applied again and the drift corrected.
+func deploymentUpToDate(live *appsv1.Deployment, desired *appsv1ac.DeploymentApplyConfiguration) bool {
+	owned, err := appsv1ac.ExtractDeployment(live, FieldOwner)
+	return err == nil && sameJSON(owned, desired)
+}
+
+// serviceUpToDate is deploymentUpToDate for the Service.
+func serviceUpToDate(live *corev1.Service, desired *corev1ac.ServiceApplyConfiguration) bool {
+	owned, err := corev1ac.ExtractService(live, FieldOwner)
+	return err == nil && sameJSON(owned, desired)
+}
+
+// sameJSON compares two apply configurations by their JSON (quantities,
+// int-or-strings and maps in canonical form).
+func sameJSON(a, b any) bool {
+	ja, errA := json.Marshal(a)
+	jb, errB := json.Marshal(b)
+	return errA == nil && errB == nil && bytes.Equal(ja, jb)
 }
