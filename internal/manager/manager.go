@@ -90,7 +90,7 @@ func Run(ctx context.Context, opts Options) error {
 	}
 	// Every replica answers admission requests from these informers, not only
 	// the leader whose controller watches them: start them with the cache.
-	for _, obj := range []client.Object{&v1alpha1.Mesh{}, &corev1.Namespace{}, &corev1.ConfigMap{}, &appsv1.Deployment{}, readmodel.PodMeta(), readmodel.CRDMeta()} {
+	for _, obj := range []client.Object{&v1alpha1.Mesh{}, &corev1.Namespace{}, &corev1.ConfigMap{}, &appsv1.Deployment{}, readmodel.Pod(), readmodel.CRDMeta()} {
 		if _, err := mgr.GetCache().GetInformer(ctx, obj); err != nil {
 			return fmt.Errorf("register informer for %T: %w", obj, err)
 		}
@@ -148,9 +148,10 @@ func managerOptions(logger logr.Logger, scheme *runtime.Scheme, opts Options) ct
 				// they differ.
 				&appsv1.Deployment{}: {Namespaces: map[string]cache.Config{opts.MeshNamespace: {}}, Transform: keepManagedFields},
 				&corev1.Service{}:    {Namespaces: map[string]cache.Config{opts.MeshNamespace: {}}, Transform: keepManagedFields},
-				// Only injected pods matter (status, facts), as metadata: a
-				// cluster's other pods never enter the cache.
-				&corev1.Pod{}: {Label: labels.NewSelector().Add(*injected)},
+				// Only injected pods matter (status, facts): a cluster's
+				// other pods never enter the cache, and an injected one is
+				// kept as its metadata and container names and images.
+				&corev1.Pod{}: {Label: labels.NewSelector().Add(*injected), Transform: readmodel.PodTransform},
 			},
 		},
 		Client: client.Options{Cache: &client.CacheOptions{

@@ -130,8 +130,8 @@ func Setup(mgr ctrl.Manager, opts Options) error {
 // New returns the controller, unmanaged: the caller starts it, once (a
 // controller cannot be started twice), e.g. once per leadership term. Every
 // watch enqueues the one Mesh, so bursts of pod events coalesce into one
-// reconcile. It reads through mgr's cache: namespaces, pods (metadata only,
-// PartialObjectMetadata), the templates ConfigMaps of OwnNamespace, and the
+// reconcile. It reads through mgr's cache: namespaces, injected pods (as
+// readmodel.PodTransform keeps them), the templates ConfigMaps of OwnNamespace, and the
 // Deployments and Services of MeshNamespace.
 func New(mgr ctrl.Manager, opts Options) (controller.Controller, error) {
 	if opts.MeshNamespace == "" {
@@ -196,7 +196,7 @@ func New(mgr ctrl.Manager, opts Options) (controller.Controller, error) {
 			return o.GetName() == v1alpha1.MeshName
 		})),
 		source.Kind(cache, client.Object(&corev1.Namespace{}), r.markNamespace(0), predicate.LabelChangedPredicate{}),
-		source.Kind(cache, client.Object(readmodel.PodMeta()), r.markNamespace(opts.Coalesce), injected, podChanged),
+		source.Kind(cache, client.Object(readmodel.Pod()), r.markNamespace(opts.Coalesce), injected, podChanged),
 		// A pod's top owner goes through its ReplicaSet: a ReplicaSet that
 		// reaches the cache after its pods makes its namespace read again.
 		source.Kind(cache, client.Object(readmodel.ReplicaSetMeta()), r.markNamespace(opts.Coalesce), ownerChanged),

@@ -92,10 +92,12 @@ func desiredDeployment(mesh *v1alpha1.Mesh, rev v1alpha1.Revision, namespace str
 		WithName("discovery").
 		WithImage(cp.Image).
 		WithArgs("discovery", "--monitoringAddr=:"+strconv.Itoa(revisions.PortMonitoring), "--log_output_level=default:info", "--domain", "cluster.local", "--keepaliveMaxServerConnectionAge", "30m").
+		// fieldRef's apiVersion is spelled out: the API server defaults it,
+		// and what meshrev owns must equal what it applies (no write then).
 		WithEnv(
 			corev1ac.EnvVar().WithName("REVISION").WithValue(rev.Name),
-			corev1ac.EnvVar().WithName("POD_NAME").WithValueFrom(corev1ac.EnvVarSource().WithFieldRef(corev1ac.ObjectFieldSelector().WithFieldPath("metadata.name"))),
-			corev1ac.EnvVar().WithName("POD_NAMESPACE").WithValueFrom(corev1ac.EnvVarSource().WithFieldRef(corev1ac.ObjectFieldSelector().WithFieldPath("metadata.namespace"))),
+			corev1ac.EnvVar().WithName("POD_NAME").WithValueFrom(corev1ac.EnvVarSource().WithFieldRef(corev1ac.ObjectFieldSelector().WithAPIVersion("v1").WithFieldPath("metadata.name"))),
+			corev1ac.EnvVar().WithName("POD_NAMESPACE").WithValueFrom(corev1ac.EnvVarSource().WithFieldRef(corev1ac.ObjectFieldSelector().WithAPIVersion("v1").WithFieldPath("metadata.namespace"))),
 		).
 		WithReadinessProbe(corev1ac.Probe().
 			WithHTTPGet(corev1ac.HTTPGetAction().WithPath("/ready").WithPort(intstr.FromInt32(8080))).

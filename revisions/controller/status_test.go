@@ -300,7 +300,7 @@ func BenchmarkComputeStatus(b *testing.B) {
 					rev = "1-22-6"
 				}
 				facts.Pods = append(facts.Pods, revisions.Pod{Namespace: ns, Name: fmt.Sprintf("%s-%d", rs, p),
-					Labels: map[string]string{"app": "x", revisions.LabelRevision: rev}, Annotations: statusAnnotation(rev), Owner: revisions.Owner{Kind: "Deployment", Name: fmt.Sprintf("app-%d", d)}})
+					Labels: map[string]string{"app": "x", revisions.LabelRevision: rev}, Annotations: statusAnnotation(rev), Containers: proxyContainers, Owner: revisions.Owner{Kind: "Deployment", Name: fmt.Sprintf("app-%d", d)}})
 			}
 		}
 	}
@@ -316,7 +316,7 @@ func BenchmarkComputeStatus(b *testing.B) {
 
 // injected is a bare injected pod of the facts.
 func injected(ns, name, revision string) revisions.Pod {
-	return revisions.Pod{Namespace: ns, Name: name, Labels: map[string]string{revisions.LabelRevision: revision}, Annotations: statusAnnotation(revision), Owner: revisions.Owner{Kind: "Pod", Name: name}}
+	return revisions.Pod{Namespace: ns, Name: name, Labels: map[string]string{revisions.LabelRevision: revision}, Annotations: statusAnnotation(revision), Containers: proxyContainers, Owner: revisions.Owner{Kind: "Pod", Name: name}}
 }
 
 // statusAnnotation is the status annotation injection writes for rev.
@@ -385,3 +385,6 @@ func TestCountsOnly(t *testing.T) {
 		})
 	}
 }
+
+// proxyContainers are the containers of a pod injection left its sidecar in.
+var proxyContainers = []string{"app", revisions.ProxyContainer}
