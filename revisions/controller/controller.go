@@ -62,8 +62,8 @@ type Options struct {
 	// the condition TemplatesReady=False and an Event, until fixed.
 	TemplatesCheck func(ctx context.Context, mesh *v1alpha1.Mesh, rev v1alpha1.Revision) error
 	// Coalesce is how long pod events are gathered before one reconcile
-	// (DefaultCoalesce when 0): under churn, at most one reconcile and one
-	// status write per Coalesce.
+	// (DefaultCoalesce when 0): under churn, at most one reconcile per
+	// Coalesce (status writes: see CountsInterval).
 	Coalesce time.Duration
 	// CountsInterval is the least time between two status writes that
 	// change only the data-plane counts (DefaultCountsInterval when 0); a
@@ -79,7 +79,7 @@ type Options struct {
 	ChartCacheDir string
 }
 
-// DefaultCoalesce is Options.Coalesce when unset: at most two status writes
+// DefaultCoalesce is Options.Coalesce when unset: at most two reconciles
 // a second under pod churn, well inside the 5 s status lag budget.
 const DefaultCoalesce = 500 * time.Millisecond
 
@@ -131,8 +131,8 @@ func Setup(mgr ctrl.Manager, opts Options) error {
 // controller cannot be started twice), e.g. once per leadership term. Every
 // watch enqueues the one Mesh, so bursts of pod events coalesce into one
 // reconcile. It reads through mgr's cache: namespaces, injected pods (as
-// readmodel.PodTransform keeps them), the templates ConfigMaps of OwnNamespace, and the
-// Deployments and Services of MeshNamespace.
+// readmodel.PodTransform keeps them), the templates ConfigMaps of
+// OwnNamespace, and the Deployments and Services of MeshNamespace.
 func New(mgr ctrl.Manager, opts Options) (controller.Controller, error) {
 	if opts.MeshNamespace == "" {
 		return nil, errors.New("controller options: MeshNamespace is required (the namespace of the control planes, e.g. istio-system)")
