@@ -152,12 +152,12 @@ func newDashboardBackend(ctx context.Context, g *globals, cfg *rest.Config) (*da
 	if err != nil {
 		return nil, err
 	}
-	// Only the injected pods' metadata is watched: what the data-plane
+	// Only the injected pods are watched, cut to what the data-plane
 	// report reads, and nothing the dashboard does not show.
 	c, err := cache.New(cfg, cache.Options{
 		Scheme: s,
 		ByObject: map[client.Object]cache.ByObject{
-			readmodel.PodMeta(): {Label: labels.NewSelector().Add(*injected)},
+			readmodel.Pod(): {Label: labels.NewSelector().Add(*injected), Transform: readmodel.PodTransform},
 		},
 	})
 	if err != nil {
@@ -175,7 +175,7 @@ func (b *dashboardBackend) watch(ctx context.Context) error {
 		UpdateFunc: func(any, any) { b.notify() },
 		DeleteFunc: func(any) { b.notify() },
 	}
-	for _, obj := range []client.Object{&v1alpha1.Mesh{}, &corev1.Namespace{}, readmodel.PodMeta(), readmodel.ReplicaSetMeta()} {
+	for _, obj := range []client.Object{&v1alpha1.Mesh{}, &corev1.Namespace{}, readmodel.Pod(), readmodel.ReplicaSetMeta()} {
 		inf, err := b.cache.GetInformer(ctx, obj)
 		if err != nil {
 			return fmt.Errorf("watch %T: %w", obj, err)

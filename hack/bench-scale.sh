@@ -4,7 +4,9 @@
 #   namespaces of 5 Deployments × 10 replicas (SIZE/50 namespaces), canary
 #   deploy, promote, `meshrev dataplane upgrade --all --batch BATCH --wait`,
 #   unpublish; then prints the figures BENCHMARKS.md reports.
-# Usage: make bench-scale SIZE=1000 [BATCH=10]   (not part of make test)
+# Usage: make bench-scale SIZE=1000 [BATCH=10] [STOP_AFTER=create]   (not part of make test)
+#   STOP_AFTER=create stops after the pods are created and counted (the
+#   creation figures, Mesh size, meshrev status, RSS), for the largest sizes.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SIZE=${SIZE:-1000}
@@ -57,7 +59,8 @@ snapshot() { # prints: writes cpu reconcile_sum reconcile_count status_writes co
 $(metric controller_runtime_reconcile_time_seconds_count 'controller="mesh"') $(metric meshrev_status_writes_total) $(metric meshrev_status_conflicts_total) \
 $(metric rest_client_requests_total 'method="POST"') $(metric rest_client_requests_total 'method="PUT"') \
 $(metric rest_client_requests_total 'method="PATCH"') $(metric rest_client_requests_total 'method="DELETE"') \
-$(metric meshrev_status_compute_seconds_sum) $(metric meshrev_status_compute_seconds_count)"
+$(metric meshrev_status_compute_seconds_sum) $(metric meshrev_status_compute_seconds_count) \
+$(metric meshrev_leader_election_writes_total) $(metric meshrev_controlplane_applies_total)"
 }
 by_method() { # by_method BEFORE-ARRAY-NAME AFTER-ARRAY-NAME
   local -n b=$1 a=$2
@@ -107,6 +110,10 @@ rc_mean=$(echo "if ($rc_n > 0) (${after[2]} - ${before[2]}) / $rc_n * 1000 else 
 cc_n=$(echo "${after[11]} - ${before[11]}" | bc -l)
 cc_mean=$(echo "if ($cc_n > 0) (${after[10]} - ${before[10]}) / $cc_n * 1000 else 0" | bc -l)
 sw_create=$(echo "${after[4]} - ${before[4]}" | bc -l)
+lease_create=$(echo "${after[12]} - ${before[12]}" | bc -l)
+cpa_create=$(echo "${after[13]} - ${before[13]}" | bc -l)
+w_create_pods=$(echo "(${after[0]} - ${before[0]} - $lease_create) / $k" | bc -l)
+lease_per_min=$(echo "$lease_create / $create_s * 60" | bc -l)
 mesh_steady=$(mesh_json | wc -c)
 
 # meshrev status at SIZE pods (best of 3).
@@ -115,6 +122,27 @@ for _ in 1 2 3; do
   s=$(now); meshrev status >/dev/null; e=$(now)
   d=$(echo "$e - $s" | bc); (( $(echo "$d < $st_best" | bc) )) && st_best=$d
 done
+
+load_at() { cut -d' ' -f1-3 /proc/loadavg; }
+load_create=$(load_at)
+print_create() {
+  printf '\nmeshrev bench-scale: %s pods, %s namespaces, %s\n' "$SIZE" "$NAMESPACES" "$(date -u +%FT%TZ)"
+  printf '| figure | value |\n|---|---|\n'
+  printf '| load average (1/5/15 min) after creating | %s |\n' "$load_create"
+  printf '| pods created, until the Mesh counts them | %.0f s |\n' "$create_s"
+  printf '| manager writes per 1k pods created, without the Lease | %.1f |\n' "$w_create_pods"
+  printf '| of which Mesh status writes / control-plane applies (whole phase) | %.0f / %.0f |\n' "$sw_create" "$cpa_create"
+  printf '| Lease writes (leader election; time-based) | %.0f (%.1f a minute) |\n' "$lease_create" "$lease_per_min"
+  printf '| manager writes per 1k pods created, all (Lease included) | %.1f |\n' "$w_create"
+  printf '| manager writes while creating, by method | %s |\n' "$methods_create"
+  printf '| mean reconcile while creating (%.0f reconciles; API round trips included) | %.1f ms |\n' "$rc_n" "$rc_mean"
+  printf '| of which computing the status from the cache (mean) | %.2f ms |\n' "$cc_mean"
+  printf '| manager CPU-s per 1k pods created | %.2f |\n' "$cpu_create"
+  printf '| Mesh (-o json) after creating | %s B |\n' "$mesh_steady"
+  printf '| meshrev status (best of 3) | %.3f s |\n' "$st_best"
+  printf '| manager RSS after creating | %.0f MiB |\n' "$(echo "$(metric process_resident_memory_bytes) / 1048576" | bc -l)"
+}
+if [[ ${STOP_AFTER:-} == create ]]; then print_create; exit 0; fi
 
 # Phase 2: canary, promote.
 meshrev canary deploy 1.23.6 >/dev/null
@@ -150,6 +178,10 @@ rcu_mean=$(echo "if ($rcu_n > 0) (${after[2]} - ${before[2]}) / $rcu_n * 1000 el
 ccu_n=$(echo "${after[11]} - ${before[11]}" | bc -l)
 ccu_mean=$(echo "if ($ccu_n > 0) (${after[10]} - ${before[10]}) / $ccu_n * 1000 else 0" | bc -l)
 sw_upgrade=$(echo "${after[4]} - ${before[4]}" | bc -l)
+lease_upgrade=$(echo "${after[12]} - ${before[12]}" | bc -l)
+cpa_upgrade=$(echo "${after[13]} - ${before[13]}" | bc -l)
+w_upgrade_pods=$(echo "(${after[0]} - ${before[0]} - $lease_upgrade) / $k" | bc -l)
+load_upgrade=$(load_at)
 conflicts=$(metric meshrev_status_conflicts_total)
 
 # Phase 4: unpublish.
@@ -159,21 +191,15 @@ wait_for "Stable after unpublish" 600 stable_again
 
 rss=$(metric process_resident_memory_bytes)
 cpu_total=$(metric process_cpu_seconds_total)
-printf '\nmeshrev bench-scale: %s pods, %s namespaces, %s workloads (batch %s), %s\n' "$SIZE" "$NAMESPACES" "$workloads" "$BATCH" "$(date -u +%FT%TZ)"
-printf '| figure | value |\n|---|---|\n'
-printf '| pods created, until the Mesh counts them | %.0f s |\n' "$create_s"
-printf '| manager writes per 1k pods created (all, incl. leader-election lease renewals) | %.1f |\n' "$w_create"
-printf '| manager writes while creating, by method | %s |\n' "$methods_create"
-printf '| Mesh status writes while creating | %.0f |\n' "$sw_create"
-printf '| mean reconcile while creating (%.0f reconciles; API round trips included) | %.1f ms |\n' "$rc_n" "$rc_mean"
-printf '| of which computing the status from the cache (mean) | %.2f ms |\n' "$cc_mean"
-printf '| manager CPU-s per 1k pods created | %.2f |\n' "$cpu_create"
-printf '| Mesh (-o json), steady / max seen (upgrade included) | %s B / %s B |\n' "$mesh_steady" "$MAX_MESH"
-printf '| meshrev status (best of 3) | %.3f s |\n' "$st_best"
+print_create
+printf '\nupgrade: %s workloads (batch %s)\n| figure | value |\n|---|---|\n' "$workloads" "$BATCH"
+printf '| load average (1/5/15 min) after the upgrade | %s |\n' "$load_upgrade"
+printf '| Mesh (-o json), largest seen (upgrade included) | %s B |\n' "$MAX_MESH"
 printf '| data-plane upgrade wall time (%s workloads, --batch %s) | %.0f s (%.2f workloads/s) |\n' "$workloads" "$BATCH" "$upgrade_s" "$rate"
-printf '| manager writes per 1k pods during the upgrade | %.1f |\n' "$w_upgrade"
+printf '| manager writes per 1k pods during the upgrade, without the Lease | %.1f |\n' "$w_upgrade_pods"
+printf '| manager writes per 1k pods during the upgrade, all | %.1f |\n' "$w_upgrade"
 printf '| manager writes during the upgrade, by method | %s |\n' "$methods_upgrade"
-printf '| Mesh status writes during the upgrade | %.0f |\n' "$sw_upgrade"
+printf '| Mesh status writes / control-plane applies / Lease writes during the upgrade | %.0f / %.0f / %.0f |\n' "$sw_upgrade" "$cpa_upgrade" "$lease_upgrade"
 printf '| mean reconcile during the upgrade (%.0f reconciles; API round trips included) | %.1f ms |\n' "$rcu_n" "$rcu_mean"
 printf '| of which computing the status from the cache (mean) | %.2f ms |\n' "$ccu_mean"
 printf '| manager CPU-s per 1k pods during the upgrade | %.2f |\n' "$cpu_upgrade"

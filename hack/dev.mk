@@ -25,7 +25,7 @@ test-demo: ## Run `make demo` on a throw-away cluster in a temp dir (ports DEMO_
 SIZE ?= 1000
 BATCH ?= 10
 
-bench-scale: ## meshrev at SIZE pods on a throw-away kwok cluster: create, canary, promote, dataplane upgrade --batch BATCH --wait, unpublish; prints the figures of BENCHMARKS.md (not part of make test)
-	SIZE=$(SIZE) BATCH=$(BATCH) hack/bench-scale.sh
+bench-scale: ## meshrev at SIZE pods on a throw-away kwok cluster: create, canary, promote, dataplane upgrade --batch BATCH --wait, unpublish; prints the figures of BENCHMARKS.md; STOP_AFTER=create stops after creating (not part of make test)
+	SIZE=$(SIZE) BATCH=$(BATCH) STOP_AFTER=$(STOP_AFTER) hack/bench-scale.sh
 
 .PHONY: bench-scale

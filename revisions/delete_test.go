@@ -62,9 +62,10 @@ func TestValidateDelete(t *testing.T) {
 	}
 }
 
-// injectedPod is a pod as injection leaves it: label and status annotation.
+// injectedPod is a pod as injection leaves it: label, status annotation and proxy container.
 func injectedPod(ns, name, rev string) Pod {
 	return Pod{Namespace: ns, Name: name,
 		Labels:      map[string]string{LabelRevision: rev},
-		Annotations: map[string]string{AnnotationStatus: `{"revision":"` + rev + `","containers":["istio-proxy"]}`}}
+		Annotations: map[string]string{AnnotationStatus: `{"revision":"` + rev + `","containers":["istio-proxy"]}`},
+		Containers:  []string{"app", ProxyContainer}}
 }

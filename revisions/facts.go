@@ -23,18 +23,21 @@ type Facts struct {
 	IstioCRDVersion string
 }
 
-// Pod is an injected pod, as far as the decisions need it (metadata only).
+// Pod is an injected pod, as far as the decisions need it (metadata and
+// the names of its containers).
 type Pod struct {
 	// Namespace and Name of the pod.
 	Namespace, Name string
 	// Labels and Annotations of the pod.
 	Labels, Annotations map[string]string
+	// Containers are the names of the pod's containers and init containers.
+	Containers []string
 	// Owner is the workload an upgrade restarts to replace the pod.
 	Owner Owner
 }
 
 // Revision is the revision whose sidecar the pod runs (RunningRevision).
-func (p *Pod) Revision() string { return RunningRevision(p.Labels, p.Annotations) }
+func (p *Pod) Revision() string { return RunningRevision(p.Labels, p.Annotations, p.Containers) }
 
 // Owner is a pod's top owner: the workload an upgrade restarts.
 type Owner struct {

@@ -29,6 +29,10 @@ const (
 	AnnotationRestartedAt = "kubectl.kubernetes.io/restartedAt"
 )
 
+// ProxyContainer is the name of the proxy container injection adds (a
+// regular container, or a native-sidecar init container).
+const ProxyContainer = "istio-proxy"
+
 // Label values.
 const (
 	InjectionEnabled  = "enabled"

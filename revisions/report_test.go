@@ -30,6 +30,7 @@ func pod(ns, name, revision string, owner Owner, labels, annotations map[string]
 	if revision != "" {
 		p.Labels[LabelRevision] = revision
 		p.Annotations[AnnotationStatus] = statusOf(revision)
+		p.Containers = []string{"app", ProxyContainer, "istio-init"}
 	}
 	for k, v := range annotations {
 		p.Annotations[k] = v
@@ -162,18 +163,37 @@ func TestDataPlaneReportCountsWhatAPodReallyRuns(t *testing.T) {
 }
 
 func TestRunningRevision(t *testing.T) {
+	injected := map[string]string{LabelRevision: "1-22-6"}
+	classic := []string{"app", ProxyContainer, "istio-init"}
 	tests := map[string]struct {
 		labels, annotations map[string]string
+		containers          []string
 		want                string
 	}{
-		"an injected pod runs the revision its label and status name": {
-			labels: map[string]string{LabelRevision: "1-22-6"}, annotations: map[string]string{AnnotationStatus: statusOf("1-22-6")}, want: "1-22-6",
+		"an injected pod runs the revision its label and status name, with the proxy container": {
+			labels: injected, annotations: map[string]string{AnnotationStatus: statusOf("1-22-6")}, containers: classic, want: "1-22-6",
+		},
+		"a native sidecar (the proxy an init container) runs its revision": {
+			labels:      injected,
+			annotations: map[string]string{AnnotationStatus: `{"revision":"1-22-6","containers":[],"initContainers":["istio-init","istio-proxy"]}`},
+			containers:  classic, want: "1-22-6",
+		},
+		"a gateway whose proxy container injection filled runs its revision": {
+			labels:      injected,
+			annotations: map[string]string{AnnotationStatus: `{"revision":"1-22-6","template":"gateway","containers":["istio-proxy"],"initContainers":[]}`},
+			containers:  []string{ProxyContainer}, want: "1-22-6",
+		},
+		"a pod with the label and a copied status but no proxy container runs nothing": {
+			labels: injected, annotations: map[string]string{AnnotationStatus: statusOf("1-22-6")}, containers: []string{"app"},
+		},
+		"a pod whose init container injection added is missing runs nothing": {
+			labels: injected, annotations: map[string]string{AnnotationStatus: statusOf("1-22-6")}, containers: []string{"app", ProxyContainer},
 		},
 		"a pod that set the label itself, without a sidecar, runs nothing": {
-			labels: map[string]string{LabelRevision: "1-22-6"},
+			labels: injected, containers: classic,
 		},
 		"a label naming another revision than the status runs nothing": {
-			labels: map[string]string{LabelRevision: "9-9-9"}, annotations: map[string]string{AnnotationStatus: statusOf("1-22-6")},
+			labels: map[string]string{LabelRevision: "9-9-9"}, annotations: map[string]string{AnnotationStatus: statusOf("1-22-6")}, containers: classic,
 		},
 		"a native sidecar (istio-proxy among the init containers) runs the revision": {
 			labels: map[string]string{LabelRevision: "1-22-6"}, annotations: map[string]string{AnnotationStatus: `{"revision":"1-22-6","containers":[],"initContainers":["istio-init","istio-proxy"]}`}, want: "1-22-6",
@@ -182,16 +202,16 @@ func TestRunningRevision(t *testing.T) {
 			labels: map[string]string{LabelRevision: "1-22-6"}, annotations: map[string]string{AnnotationStatus: `{"revision":"1-22-6","containers":[],"initContainers":["istio-init"]}`},
 		},
 		"a status that lists no container runs nothing": {
-			labels: map[string]string{LabelRevision: "1-22-6"}, annotations: map[string]string{AnnotationStatus: `{"revision":"1-22-6","containers":[]}`},
+			labels: injected, annotations: map[string]string{AnnotationStatus: `{"revision":"1-22-6","containers":[]}`}, containers: classic,
 		},
 		"a status that is not JSON runs nothing": {
-			labels: map[string]string{LabelRevision: "1-22-6"}, annotations: map[string]string{AnnotationStatus: `{`},
+			labels: injected, annotations: map[string]string{AnnotationStatus: `{`}, containers: classic,
 		},
-		"an uninjected pod runs nothing": {},
+		"an uninjected pod runs nothing": {containers: []string{"app"}},
 	}
 	for name, tc := range tests {
 		t.Run(name, func(t *testing.T) {
-			assert.Equal(t, tc.want, RunningRevision(tc.labels, tc.annotations))
+			assert.Equal(t, tc.want, RunningRevision(tc.labels, tc.annotations, tc.containers))
 		})
 	}
 }

@@ -5,19 +5,17 @@ import (
 	"slices"
 )
 
-// ProxyContainer is the sidecar's container name: a container, or (native
-// sidecar) an init container with restartPolicy Always.
-const ProxyContainer = "istio-proxy"
-
 // RunningRevision is the revision a pod really runs, by the record injection
-// leaves: the label meshrev.io/revision counts only when the pod's
-// sidecar.istio.io/status annotation, written by the same injection, names
-// the same revision and lists the containers it added (or, for a native
-// sidecar, lists istio-proxy among the init containers). A label a pod set
-// itself (the injector strips those it sees, but a pod in a namespace that
-// never asked for injection never meets the injector) runs nothing. Empty
-// means no revision.
-func RunningRevision(labels, annotations map[string]string) string {
+// leaves and by the containers the pod has: the label meshrev.io/revision
+// counts only when the pod's sidecar.istio.io/status annotation, written by
+// the same injection, names the same revision and lists the containers it
+// added, and when every one of those containers is in the pod (containers
+// holds the names of its containers and init containers: the proxy may be
+// a native sidecar). A label a pod set itself (the injector strips those it
+// sees, but a pod in a namespace that never asked for injection never
+// meets the injector), with or without a copied annotation, runs nothing
+// unless the proxy is there. Empty means no revision.
+func RunningRevision(labels, annotations map[string]string, containers []string) string {
 	rev := labels[LabelRevision]
 	if rev == "" {
 		return ""
@@ -30,8 +28,16 @@ func RunningRevision(labels, annotations map[string]string) string {
 	if err := json.Unmarshal([]byte(raw), &st); err != nil || st.Revision != rev {
 		return ""
 	}
-	if len(st.Containers) == 0 && !slices.Contains(st.InitContainers, ProxyContainer) {
+	// A sidecar (classic or native) or a gateway's proxy container: at
+	// least one container was added or replaced, and all of them are there.
+	added := append(slices.Clone(st.Containers), st.InitContainers...)
+	if !slices.Contains(added, ProxyContainer) && len(st.Containers) == 0 {
 		return ""
+	}
+	for _, name := range added {
+		if !slices.Contains(containers, name) {
+			return ""
+		}
 	}
 	return rev
 }

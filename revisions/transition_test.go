@@ -271,7 +271,7 @@ func podsOf(rev string, names ...string) []Pod {
 	var out []Pod
 	for _, n := range names {
 		ns, name, _ := strings.Cut(n, "/")
-		out = append(out, Pod{Namespace: ns, Name: name, Labels: map[string]string{LabelRevision: rev}, Annotations: map[string]string{AnnotationStatus: statusOf(rev)}})
+		out = append(out, Pod{Namespace: ns, Name: name, Labels: map[string]string{LabelRevision: rev}, Annotations: map[string]string{AnnotationStatus: statusOf(rev)}, Containers: []string{"app", ProxyContainer, "istio-init"}})
 	}
 	return out
 }

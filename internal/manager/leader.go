@@ -3,24 +3,55 @@ package manager
 import (
 	"context"
 	"fmt"
+	"net/http"
 	"os"
 	"sync/atomic"
 	"time"
 
 	"github.com/go-logr/logr"
 	"github.com/google/uuid"
+	"github.com/prometheus/client_golang/prometheus"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/leaderelection"
 	"k8s.io/client-go/tools/leaderelection/resourcelock"
+	ctrlmetrics "sigs.k8s.io/controller-runtime/pkg/metrics"
 )
 
-// Leader-election timings when Options leave them zero (controller-runtime's).
+// Leader-election timings when Options leave them zero. The leader renews
+// its Lease every RetryPeriod: one write every 5 s whatever the load (12 a
+// minute, against 30 with controller-runtime's 2 s), a standby takes over
+// within 30 s of a leader that vanished without releasing the Lease (a
+// leader that stops releases it at once), and an API outage up to 20 s
+// does not end the term. Only the controller waits for a leader; every
+// replica serves the webhooks.
 const (
-	defaultLeaseDuration = 15 * time.Second
-	defaultRenewDeadline = 10 * time.Second
-	defaultRetryPeriod   = 2 * time.Second
+	defaultLeaseDuration = 30 * time.Second
+	defaultRenewDeadline = 20 * time.Second
+	defaultRetryPeriod   = 5 * time.Second
 )
+
+// leaseWrites counts the leader election's writes (the Lease's renewals,
+// acquisitions and release): fixed per minute, not per pod, so the scale
+// benchmark reports them apart from the writes the cluster's changes cause.
+var leaseWrites = prometheus.NewCounter(prometheus.CounterOpts{
+	Name: "meshrev_leader_election_writes_total",
+	Help: "Writes (POST, PUT, PATCH, DELETE) of the leader election: the Lease's renewals, every RetryPeriod.",
+})
+
+func init() { ctrlmetrics.Registry.MustRegister(leaseWrites) }
+
+// countWrites counts the writes that go through rt in leaseWrites.
+type countWrites struct{ rt http.RoundTripper }
+
+// RoundTrip implements http.RoundTripper.
+func (c countWrites) RoundTrip(req *http.Request) (*http.Response, error) {
+	switch req.Method {
+	case http.MethodPost, http.MethodPut, http.MethodPatch, http.MethodDelete:
+		leaseWrites.Inc()
+	}
+	return c.rt.RoundTrip(req)
+}
 
 // leaderTerms runs the controller on the elected leader, one leadership
 // term after another. Unlike controller-runtime's leader election, losing
@@ -47,7 +78,9 @@ func (l *leaderTerms) NeedLeaderElection() bool { return false }
 // Start campaigns until ctx ends.
 func (l *leaderTerms) Start(ctx context.Context) error {
 	log := logr.FromContextOrDiscard(ctx).WithName("leader-election")
-	cs, err := kubernetes.NewForConfig(rest.AddUserAgent(rest.CopyConfig(l.cfg), "meshrev-leader-election"))
+	cfg := rest.AddUserAgent(rest.CopyConfig(l.cfg), "meshrev-leader-election")
+	cfg.Wrap(func(rt http.RoundTripper) http.RoundTripper { return countWrites{rt: rt} })
+	cs, err := kubernetes.NewForConfig(cfg)
 	if err != nil {
 		return fmt.Errorf("leader election client: %w", err)
 	}

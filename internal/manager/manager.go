@@ -90,7 +90,7 @@ func Run(ctx context.Context, opts Options) error {
 	}
 	// Every replica answers admission requests from these informers, not only
 	// the leader whose controller watches them: start them with the cache.
-	for _, obj := range []client.Object{&v1alpha1.Mesh{}, &corev1.Namespace{}, &corev1.ConfigMap{}, &appsv1.Deployment{}, readmodel.PodMeta(), readmodel.CRDMeta()} {
+	for _, obj := range []client.Object{&v1alpha1.Mesh{}, &corev1.Namespace{}, &corev1.ConfigMap{}, &appsv1.Deployment{}, readmodel.Pod(), readmodel.CRDMeta()} {
 		if _, err := mgr.GetCache().GetInformer(ctx, obj); err != nil {
 			return fmt.Errorf("register informer for %T: %w", obj, err)
 		}
@@ -142,12 +142,16 @@ func managerOptions(logger logr.Logger, scheme *runtime.Scheme, opts Options) ct
 				// releases' injection values (istio-sidecar-injector-<rev>)
 				// in the mesh namespace.
 				&corev1.ConfigMap{}: {Namespaces: map[string]cache.Config{opts.OwnNamespace: {}, opts.MeshNamespace: {}}},
-				// Control planes live in the mesh namespace only.
-				&appsv1.Deployment{}: {Namespaces: map[string]cache.Config{opts.MeshNamespace: {}}},
-				&corev1.Service{}:    {Namespaces: map[string]cache.Config{opts.MeshNamespace: {}}},
-				// Only injected pods matter (status, facts), as metadata: a
-				// cluster's other pods never enter the cache.
-				&corev1.Pod{}: {Label: labels.NewSelector().Add(*injected)},
+				// Control planes live in the mesh namespace only. These few
+				// objects keep their managedFields: the controller compares
+				// the fields it owns with what it wants and writes only when
+				// they differ.
+				&appsv1.Deployment{}: {Namespaces: map[string]cache.Config{opts.MeshNamespace: {}}, Transform: keepManagedFields},
+				&corev1.Service{}:    {Namespaces: map[string]cache.Config{opts.MeshNamespace: {}}, Transform: keepManagedFields},
+				// Only injected pods matter (status, facts): a cluster's
+				// other pods never enter the cache, and an injected one is
+				// kept as its metadata and container names and images.
+				&corev1.Pod{}: {Label: labels.NewSelector().Add(*injected), Transform: readmodel.PodTransform},
 				// Nodes decide sidecarMode Auto: only name and kubelet
 				// version are kept.
 				&corev1.Node{}: {Transform: webhook.TrimNode},
@@ -171,6 +175,10 @@ func managerOptions(logger logr.Logger, scheme *runtime.Scheme, opts Options) ct
 		Controller: config.Controller{SkipNameValidation: new(true)},
 	}
 }
+
+// keepManagedFields is the identity transform: it overrides the default
+// one, which strips managedFields.
+func keepManagedFields(obj any) (any, error) { return obj, nil }
 
 // setupController runs the lifecycle controller: on every term this replica
 // leads (leader election), or for the manager's whole life.

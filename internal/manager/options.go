@@ -84,13 +84,14 @@ type Options struct {
 	// LeaderElectionNamespace holds the Lease (default OwnNamespace).
 	LeaderElectionNamespace string
 	// LeaseDuration is how long a standby waits before taking over a Lease
-	// that was not released (zero: controller-runtime's 15s). Tests shorten
-	// it, with RenewDeadline and RetryPeriod.
+	// that was not released (zero: 30s). Tests shorten it, with
+	// RenewDeadline and RetryPeriod.
 	LeaseDuration time.Duration
 	// RenewDeadline is how long the leader retries renewing before it
-	// gives up leadership (zero: 10s).
+	// gives up leadership (zero: 20s).
 	RenewDeadline time.Duration
-	// RetryPeriod is the interval of leader-election attempts (zero: 2s).
+	// RetryPeriod is the interval of leader-election attempts and of the
+	// leader's renewals, one Lease write each (zero: 5s).
 	RetryPeriod time.Duration
 
 	// GracefulShutdownTimeout bounds how long Run waits for runnables after

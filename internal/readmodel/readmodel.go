@@ -23,14 +23,54 @@ import (
 	"github.com/meshrev/meshrev/revisions/v1alpha1"
 )
 
-// PodMeta returns an empty metadata-only pod: pods are read as
-// metav1.PartialObjectMetadata, because a cluster may have many and the
-// model needs only their labels, annotations and owners. It is also the
-// object the manager's cache must watch (builder.OnlyMetadata).
-func PodMeta() *metav1.PartialObjectMetadata {
-	p := &metav1.PartialObjectMetadata{}
-	p.SetGroupVersionKind(corev1.SchemeGroupVersion.WithKind("Pod"))
-	return p
+// Pod returns an empty pod: the object the manager's cache watches for
+// injected pods, with PodTransform, and the controller's pod watch.
+func Pod() *corev1.Pod { return &corev1.Pod{} }
+
+// PodTransform is the manager cache's transform of pods (a cache.TransformFunc):
+// it keeps what the model reads — the metadata without managedFields, and
+// the names and images of the containers and init containers (whether the
+// pod really runs its proxy) — and drops the rest of the spec and the
+// status, so that a cached pod costs a few KiB whatever its spec.
+func PodTransform(obj any) (any, error) {
+	p, ok := obj.(*corev1.Pod)
+	if !ok {
+		return obj, nil
+	}
+	out := slimPod(p)
+	return &out, nil
+}
+
+// slimPod is p as PodTransform keeps it.
+func slimPod(p *corev1.Pod) corev1.Pod {
+	out := corev1.Pod{TypeMeta: p.TypeMeta, ObjectMeta: p.ObjectMeta}
+	out.ManagedFields = nil
+	out.Spec.Containers = namesAndImages(p.Spec.Containers)
+	out.Spec.InitContainers = namesAndImages(p.Spec.InitContainers)
+	return out
+}
+
+func namesAndImages(cs []corev1.Container) []corev1.Container {
+	if len(cs) == 0 {
+		return nil
+	}
+	out := make([]corev1.Container, len(cs))
+	for i, c := range cs {
+		out[i] = corev1.Container{Name: c.Name, Image: c.Image}
+	}
+	return out
+}
+
+// ContainerNames are the names of a pod's containers and init containers.
+func ContainerNames(spec *corev1.PodSpec) []string {
+	out := make([]string, 0, len(spec.Containers)+len(spec.InitContainers))
+	for _, c := range spec.Containers {
+		out = append(out, c.Name)
+	}
+	for _, c := range spec.InitContainers {
+		out = append(out, c.Name)
+	}
+	return out
 }
 
 // ReplicaSetMeta returns an empty metadata-only ReplicaSet (for the owner chain).
@@ -82,14 +122,14 @@ func Namespaces(ctx context.Context, r client.Reader) (map[string]map[string]str
 const PageSize = 500
 
 // InjectedPods lists the live pods that carry the meshrev.io/revision label
-// (metadata only); opts narrow the list (client.InNamespace: the controller
+// (their metadata and container names are read); opts narrow the list (client.InNamespace: the controller
 // reads one namespace of its cache at a time, through the cache's namespace
 // index; client.Limit: pages from the API server). With owners, each pod
 // gets its top owner, at the cost of one metadata list of ReplicaSets per
 // namespace that has a ReplicaSet-owned pod (paged from the API server: one
 // cluster-wide list when there are several); without, Owner is left empty.
 func InjectedPods(ctx context.Context, r client.Reader, owners bool, opts ...client.ListOption) ([]revisions.Pod, error) {
-	items, err := listMeta(ctx, r, corev1.SchemeGroupVersion.WithKind("PodList"), append([]client.ListOption{client.HasLabels{revisions.LabelRevision}}, opts...))
+	items, err := listPods(ctx, r, append([]client.ListOption{client.HasLabels{revisions.LabelRevision}}, opts...))
 	if err != nil {
 		return nil, fmt.Errorf("list pods with label %s: %w", revisions.LabelRevision, err)
 	}
@@ -124,7 +164,7 @@ func InjectedPods(ctx context.Context, r client.Reader, owners bool, opts ...cli
 		if p.DeletionTimestamp != nil {
 			continue
 		}
-		pod := revisions.Pod{Namespace: p.Namespace, Name: p.Name, Labels: p.Labels, Annotations: p.Annotations}
+		pod := revisions.Pod{Namespace: p.Namespace, Name: p.Name, Labels: p.Labels, Annotations: p.Annotations, Containers: ContainerNames(&p.Spec)}
 		if owners {
 			pod.Owner = TopOwner(p, rsOwners)
 		}
@@ -169,6 +209,30 @@ func replicaSetOwners(ctx context.Context, r client.Reader, namespace string, ow
 	return nil
 }
 
+// listPods lists pods, page by page as listMeta, each kept as PodTransform
+// keeps it: a page of whole pods is dropped before the next is read.
+func listPods(ctx context.Context, r client.Reader, opts []client.ListOption) ([]corev1.Pod, error) {
+	var items []corev1.Pod
+	cont := ""
+	for {
+		list := &corev1.PodList{}
+		page := opts
+		if cont != "" {
+			page = append(slices.Clone(opts), client.Continue(cont))
+		}
+		if err := r.List(ctx, list, page...); err != nil {
+			return nil, err
+		}
+		for i := range list.Items {
+			items = append(items, slimPod(&list.Items[i]))
+		}
+		cont = list.Continue
+		if cont == "" || cont == "continue-not-supported" {
+			return items, nil
+		}
+	}
+}
+
 // listMeta lists metadata-only objects of kind (a ...List kind), page by
 // page when opts carry a client.Limit (the API server; the cache answers in
 // one page and says "continue-not-supported").
@@ -201,13 +265,13 @@ func listMeta(ctx context.Context, r client.Reader, kind schema.GroupVersionKind
 // it: ReplicaSet → its Deployment (through replicaSetOwners, keyed
 // "namespace/name"), StatefulSet, DaemonSet, any other controller, or the
 // pod itself when it has none.
-func TopOwner(pod *metav1.PartialObjectMetadata, replicaSetOwners map[string]*metav1.OwnerReference) revisions.Owner {
+func TopOwner(pod metav1.Object, replicaSetOwners map[string]*metav1.OwnerReference) revisions.Owner {
 	ref := metav1.GetControllerOfNoCopy(pod)
 	if ref == nil {
-		return revisions.Owner{Kind: "Pod", Name: pod.Name}
+		return revisions.Owner{Kind: "Pod", Name: pod.GetName()}
 	}
 	if ref.Kind == "ReplicaSet" && strings.HasPrefix(ref.APIVersion, "apps/") {
-		if up := replicaSetOwners[pod.Namespace+"/"+ref.Name]; up != nil {
+		if up := replicaSetOwners[pod.GetNamespace()+"/"+ref.Name]; up != nil {
 			return revisions.Owner{Kind: up.Kind, Name: up.Name}
 		}
 	}

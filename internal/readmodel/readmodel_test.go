@@ -111,3 +111,54 @@ func TestDeploymentAvailable(t *testing.T) {
 
 // BenchmarkComputeStatus measures one status computation over a large data
 // plane: 10,000 injected pods in 100 namespaces, half of them outdated.
+
+func TestPodTransform(t *testing.T) {
+	tests := map[string]struct {
+		in   any
+		want any
+	}{
+		"an injected pod keeps its metadata and its containers' names and images, nothing else": {
+			in: &corev1.Pod{
+				ObjectMeta: metav1.ObjectMeta{Namespace: "shop", Name: "web-1", Labels: map[string]string{revisions.LabelRevision: "1-22-6"},
+					Annotations:     map[string]string{revisions.AnnotationStatus: `{"revision":"1-22-6"}`},
+					OwnerReferences: []metav1.OwnerReference{*controllerRef("apps/v1", "ReplicaSet", "web-5f7c9")},
+					ManagedFields:   []metav1.ManagedFieldsEntry{{Manager: "kube-controller-manager"}}},
+				Spec: corev1.PodSpec{
+					InitContainers: []corev1.Container{{Name: "istio-init", Image: "proxyv2:1.22.6", Args: []string{"istio-iptables"}}},
+					Containers: []corev1.Container{{Name: "web", Image: "web:1", Env: []corev1.EnvVar{{Name: "A", Value: "b"}}},
+						{Name: revisions.ProxyContainer, Image: "proxyv2:1.22.6", Args: []string{"proxy", "sidecar"}}},
+					NodeName: "node-1",
+				},
+				Status: corev1.PodStatus{Phase: corev1.PodRunning},
+			},
+			want: &corev1.Pod{
+				ObjectMeta: metav1.ObjectMeta{Namespace: "shop", Name: "web-1", Labels: map[string]string{revisions.LabelRevision: "1-22-6"},
+					Annotations:     map[string]string{revisions.AnnotationStatus: `{"revision":"1-22-6"}`},
+					OwnerReferences: []metav1.OwnerReference{*controllerRef("apps/v1", "ReplicaSet", "web-5f7c9")}},
+				Spec: corev1.PodSpec{
+					InitContainers: []corev1.Container{{Name: "istio-init", Image: "proxyv2:1.22.6"}},
+					Containers:     []corev1.Container{{Name: "web", Image: "web:1"}, {Name: revisions.ProxyContainer, Image: "proxyv2:1.22.6"}},
+				},
+			},
+		},
+		"another object passes unchanged (a deleted-object tombstone, for one)": {
+			in:   &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: "x"}},
+			want: &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: "x"}},
+		},
+	}
+	for name, tc := range tests {
+		t.Run(name, func(t *testing.T) {
+			got, err := PodTransform(tc.in)
+			assert.NoError(t, err)
+			assert.Equal(t, tc.want, got)
+		})
+	}
+}
+
+func TestContainerNames(t *testing.T) {
+	spec := corev1.PodSpec{
+		InitContainers: []corev1.Container{{Name: "istio-init"}, {Name: revisions.ProxyContainer}},
+		Containers:     []corev1.Container{{Name: "web"}},
+	}
+	assert.Equal(t, []string{"web", "istio-init", revisions.ProxyContainer}, ContainerNames(&spec), "containers, then init containers (a native sidecar)")
+}

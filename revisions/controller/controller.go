@@ -62,9 +62,14 @@ type Options struct {
 	// the condition TemplatesReady=False and an Event, until fixed.
 	TemplatesCheck func(ctx context.Context, mesh *v1alpha1.Mesh, rev v1alpha1.Revision) error
 	// Coalesce is how long pod events are gathered before one reconcile
-	// (DefaultCoalesce when 0): under churn, at most one reconcile and one
-	// status write per Coalesce.
+	// (DefaultCoalesce when 0): under churn, at most one reconcile per
+	// Coalesce (status writes: see CountsInterval).
 	Coalesce time.Duration
+	// CountsInterval is the least time between two status writes that
+	// change only the data-plane counts (DefaultCountsInterval when 0); a
+	// write that changes anything else (phase, lifecycle steps, a new
+	// generation, control-plane readiness, conditions) is not delayed.
+	CountsInterval time.Duration
 
 	// RestConfig is the cluster Helm installs the helm control planes into
 	// (the manager's); without it a helm control plane fails with the reason.
@@ -74,9 +79,14 @@ type Options struct {
 	ChartCacheDir string
 }
 
-// DefaultCoalesce is Options.Coalesce when unset: at most two status writes
+// DefaultCoalesce is Options.Coalesce when unset: at most two reconciles
 // a second under pod churn, well inside the 5 s status lag budget.
 const DefaultCoalesce = 500 * time.Millisecond
+
+// DefaultCountsInterval is Options.CountsInterval when unset: steady pod
+// churn costs at most one Mesh status write per 5 s, with the latest
+// counts; the phase (what status lag measures) is written at once.
+const DefaultCountsInterval = 5 * time.Second
 
 // EventRecorder is the part of the events API the controller uses.
 type EventRecorder interface {
@@ -120,15 +130,18 @@ func Setup(mgr ctrl.Manager, opts Options) error {
 // New returns the controller, unmanaged: the caller starts it, once (a
 // controller cannot be started twice), e.g. once per leadership term. Every
 // watch enqueues the one Mesh, so bursts of pod events coalesce into one
-// reconcile. It reads through mgr's cache: namespaces, pods (metadata only,
-// PartialObjectMetadata), the templates ConfigMaps of OwnNamespace, and the
-// Deployments and Services of MeshNamespace.
+// reconcile. It reads through mgr's cache: namespaces, injected pods (as
+// readmodel.PodTransform keeps them), the templates ConfigMaps of
+// OwnNamespace, and the Deployments and Services of MeshNamespace.
 func New(mgr ctrl.Manager, opts Options) (controller.Controller, error) {
 	if opts.MeshNamespace == "" {
 		return nil, errors.New("controller options: MeshNamespace is required (the namespace of the control planes, e.g. istio-system)")
 	}
 	if opts.Coalesce <= 0 {
 		opts.Coalesce = DefaultCoalesce
+	}
+	if opts.CountsInterval <= 0 {
+		opts.CountsInterval = DefaultCountsInterval
 	}
 	m, err := newControllerMetrics(ctrlmetrics.Registry)
 	if err != nil {
@@ -183,7 +196,7 @@ func New(mgr ctrl.Manager, opts Options) (controller.Controller, error) {
 			return o.GetName() == v1alpha1.MeshName
 		})),
 		source.Kind(cache, client.Object(&corev1.Namespace{}), r.markNamespace(0), predicate.LabelChangedPredicate{}),
-		source.Kind(cache, client.Object(readmodel.PodMeta()), r.markNamespace(opts.Coalesce), injected, podChanged),
+		source.Kind(cache, client.Object(readmodel.Pod()), r.markNamespace(opts.Coalesce), injected, podChanged),
 		// A pod's top owner goes through its ReplicaSet: a ReplicaSet that
 		// reaches the cache after its pods makes its namespace read again.
 		source.Kind(cache, client.Object(readmodel.ReplicaSetMeta()), r.markNamespace(opts.Coalesce), ownerChanged),
@@ -282,12 +295,12 @@ func (r *Reconciler) Reconcile(ctx context.Context, req reconcile.Request) (reco
 	// The steps (history, previous, recorded tags) are written before any
 	// relabel: the intent is on record first, and the relabel below is an
 	// invariant the next reconcile finishes whatever happened in between.
-	// A change of counts alone waits until Coalesce has passed since the
-	// last write, so that churn costs a few writes a second at most.
+	// A change of counts alone waits until CountsInterval has passed since
+	// the last write, so that churn costs one write per interval at most.
 	var result reconcile.Result
 	if !equality.Semantic.DeepEqual(mesh.Status, status) {
-		urgent := len(steps) > 0 || status.ObservedGeneration != mesh.Status.ObservedGeneration || status.Phase != mesh.Status.Phase
-		if wait := r.opts.Coalesce - time.Since(r.lastWrite); !urgent && wait > 0 {
+		urgent := len(steps) > 0 || !CountsOnly(&mesh.Status, &status)
+		if wait := r.opts.CountsInterval - time.Since(r.lastWrite); !urgent && wait > 0 {
 			result.RequeueAfter = wait
 		} else {
 			from := mesh.ResourceVersion
@@ -440,11 +453,27 @@ func (r *Reconciler) reconcileControlPlanes(ctx context.Context, mesh *v1alpha1.
 		if err != nil && !created {
 			return fmt.Errorf("get control plane %s/%s: %w", ns, name, err)
 		}
-		if err := r.client.Apply(ctx, desiredDeployment(mesh, rev, ns), client.FieldOwner(FieldOwner), client.ForceOwnership); err != nil {
-			return fmt.Errorf("apply control plane deployment %s/%s of revision %s: %w", ns, name, rev.Name, err)
+		// Written only when the fields meshrev owns differ from what it
+		// wants (read from the cache, managedFields kept for these objects):
+		// a reconcile that changes nothing writes nothing.
+		dep := desiredDeployment(mesh, rev, ns)
+		if created || !deploymentUpToDate(&existing, dep) {
+			if err := r.client.Apply(ctx, dep, client.FieldOwner(FieldOwner), client.ForceOwnership); err != nil {
+				return fmt.Errorf("apply control plane deployment %s/%s of revision %s: %w", ns, name, rev.Name, err)
+			}
+			r.metrics.controlPlaneApplies.Inc()
 		}
-		if err := r.client.Apply(ctx, desiredService(mesh, rev, ns), client.FieldOwner(FieldOwner), client.ForceOwnership); err != nil {
-			return fmt.Errorf("apply control plane service %s/%s of revision %s: %w", ns, name, rev.Name, err)
+		var existingSvc corev1.Service
+		err = r.client.Get(ctx, client.ObjectKey{Namespace: ns, Name: name}, &existingSvc)
+		if err != nil && !apierrors.IsNotFound(err) {
+			return fmt.Errorf("get control plane service %s/%s: %w", ns, name, err)
+		}
+		svc := desiredService(mesh, rev, ns)
+		if err != nil || !serviceUpToDate(&existingSvc, svc) {
+			if err := r.client.Apply(ctx, svc, client.FieldOwner(FieldOwner), client.ForceOwnership); err != nil {
+				return fmt.Errorf("apply control plane service %s/%s of revision %s: %w", ns, name, rev.Name, err)
+			}
+			r.metrics.controlPlaneApplies.Inc()
 		}
 		if created {
 			logger.Info("control plane created", "revision", rev.Name, "deployment", ns+"/"+name)

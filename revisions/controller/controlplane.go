@@ -1,6 +1,8 @@
 package controller
 
 import (
+	"bytes"
+	"encoding/json"
 	"strconv"
 
 	appsv1 "k8s.io/api/apps/v1"
@@ -90,10 +92,12 @@ func desiredDeployment(mesh *v1alpha1.Mesh, rev v1alpha1.Revision, namespace str
 		WithName("discovery").
 		WithImage(cp.Image).
 		WithArgs("discovery", "--monitoringAddr=:"+strconv.Itoa(revisions.PortMonitoring), "--log_output_level=default:info", "--domain", "cluster.local", "--keepaliveMaxServerConnectionAge", "30m").
+		// fieldRef's apiVersion is spelled out: the API server defaults it,
+		// and what meshrev owns must equal what it applies (no write then).
 		WithEnv(
 			corev1ac.EnvVar().WithName("REVISION").WithValue(rev.Name),
-			corev1ac.EnvVar().WithName("POD_NAME").WithValueFrom(corev1ac.EnvVarSource().WithFieldRef(corev1ac.ObjectFieldSelector().WithFieldPath("metadata.name"))),
-			corev1ac.EnvVar().WithName("POD_NAMESPACE").WithValueFrom(corev1ac.EnvVarSource().WithFieldRef(corev1ac.ObjectFieldSelector().WithFieldPath("metadata.namespace"))),
+			corev1ac.EnvVar().WithName("POD_NAME").WithValueFrom(corev1ac.EnvVarSource().WithFieldRef(corev1ac.ObjectFieldSelector().WithAPIVersion("v1").WithFieldPath("metadata.name"))),
+			corev1ac.EnvVar().WithName("POD_NAMESPACE").WithValueFrom(corev1ac.EnvVarSource().WithFieldRef(corev1ac.ObjectFieldSelector().WithAPIVersion("v1").WithFieldPath("metadata.namespace"))),
 		).
 		WithReadinessProbe(corev1ac.Probe().
 			WithHTTPGet(corev1ac.HTTPGetAction().WithPath("/ready").WithPort(intstr.FromInt32(8080))).
@@ -137,4 +141,28 @@ func desiredService(mesh *v1alpha1.Mesh, rev v1alpha1.Revision, namespace string
 		WithLabels(objectLabels(rev.Name)).
 		WithOwnerReferences(meshOwner(mesh)).
 		WithSpec(spec)
+}
+
+// deploymentUpToDate says whether the fields FieldOwner owns in live (read
+// with its managedFields) are exactly the desired apply configuration: then
+// applying it again would change nothing. A field someone else took over
+// (kubectl edit, another applier) is missing from what FieldOwner owns, so
+// the Deployment is applied again and the drift corrected.
+func deploymentUpToDate(live *appsv1.Deployment, desired *appsv1ac.DeploymentApplyConfiguration) bool {
+	owned, err := appsv1ac.ExtractDeployment(live, FieldOwner)
+	return err == nil && sameJSON(owned, desired)
+}
+
+// serviceUpToDate is deploymentUpToDate for the Service.
+func serviceUpToDate(live *corev1.Service, desired *corev1ac.ServiceApplyConfiguration) bool {
+	owned, err := corev1ac.ExtractService(live, FieldOwner)
+	return err == nil && sameJSON(owned, desired)
+}
+
+// sameJSON compares two apply configurations by their JSON (quantities,
+// int-or-strings and maps in canonical form).
+func sameJSON(a, b any) bool {
+	ja, errA := json.Marshal(a)
+	jb, errB := json.Marshal(b)
+	return errA == nil && errB == nil && bytes.Equal(ja, jb)
 }

@@ -29,7 +29,7 @@ func clusterFacts(namespaces, deployments, replicas int, old, new string) revisi
 			}
 			for p := range replicas {
 				f.Pods = append(f.Pods, revisions.Pod{Namespace: ns, Name: fmt.Sprintf("app-%02d-%d", d, p),
-					Labels: map[string]string{revisions.LabelRevision: rev}, Annotations: statusAnnotation(rev), Owner: revisions.Owner{Kind: "Deployment", Name: fmt.Sprintf("app-%02d", d)}})
+					Labels: map[string]string{revisions.LabelRevision: rev}, Annotations: statusAnnotation(rev), Containers: proxyContainers, Owner: revisions.Owner{Kind: "Deployment", Name: fmt.Sprintf("app-%02d", d)}})
 			}
 		}
 	}

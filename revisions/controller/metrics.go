@@ -14,6 +14,9 @@ type controllerMetrics struct {
 	statusWrites prometheus.Counter
 	// statusConflicts counts status writes refused with 409 Conflict.
 	statusConflicts prometheus.Counter
+	// controlPlaneApplies counts the server-side applies of control-plane
+	// Deployments and Services (only when they differ from what is wanted).
+	controlPlaneApplies prometheus.Counter
 	// namespacesRefreshed counts the namespaces whose pods a reconcile read
 	// again: what the status costs, in proportion to what changed.
 	namespacesRefreshed prometheus.Counter
@@ -44,6 +47,9 @@ func newControllerMetrics(reg prometheus.Registerer) (*controllerMetrics, error)
 		return nil, err
 	}
 	if m.statusConflicts, err = counter("meshrev_status_conflicts_total", "Mesh status writes refused with 409 Conflict (logged as warnings)."); err != nil {
+		return nil, err
+	}
+	if m.controlPlaneApplies, err = counter("meshrev_controlplane_applies_total", "Server-side applies of image control planes' Deployments and Services (written only when they differ)."); err != nil {
 		return nil, err
 	}
 	if m.namespacesRefreshed, err = counter("meshrev_dataplane_namespaces_refreshed_total", "Namespaces whose injected pods the controller read again for the data-plane report."); err != nil {

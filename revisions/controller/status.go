@@ -6,6 +6,7 @@ import (
 	"slices"
 	"strings"
 
+	"k8s.io/apimachinery/pkg/api/equality"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
@@ -71,7 +72,8 @@ func ComputeStatusWith(mesh *v1alpha1.Mesh, in StatusInput, facts *revisions.Fac
 			Version:           r.Version,
 			Tags:              revisions.Tags(spec, r.Name),
 			ControlPlaneReady: facts.ControlPlaneReady[r.Name],
-			Namespaces:        nsByRev[r.Name],
+			Namespaces:        firstN(nsByRev[r.Name], v1alpha1.MaxListedNamespaces),
+			NamespaceCount:    int32(len(nsByRev[r.Name])),
 			Pods:              dataPlane.PodsByRevision[r.Name],
 			OutdatedWorkloads: dataPlane.OutdatedWorkloadsByRevision[r.Name],
 		})
@@ -93,6 +95,34 @@ func ComputeStatusWith(mesh *v1alpha1.Mesh, in StatusInput, facts *revisions.Fac
 		meta.SetStatusCondition(&st.Conditions, c)
 	}
 	return st, steps
+}
+
+// CountsOnly says whether two statuses differ at most in their data-plane
+// counts (pods, up to date, outdated, the outdated workloads listed, each
+// revision's pods and outdated workloads, and the Progressing message that
+// repeats them): such a change can wait for
+// the next coalesced write. Anything else (phase, generation, revisions,
+// tags, readiness, namespaces, history, conditions) cannot.
+func CountsOnly(was, now *v1alpha1.MeshStatus) bool {
+	strip := func(st *v1alpha1.MeshStatus) v1alpha1.MeshStatus {
+		c := *st
+		c.DataPlane = v1alpha1.DataPlaneStatus{}
+		c.Revisions = slices.Clone(st.Revisions)
+		for i := range c.Revisions {
+			c.Revisions[i].Pods, c.Revisions[i].OutdatedWorkloads = 0, 0
+		}
+		// Progressing's message carries the outdated counts; its status and
+		// reason (the phase) still count.
+		c.Conditions = slices.Clone(st.Conditions)
+		for i := range c.Conditions {
+			if c.Conditions[i].Type == ConditionProgressing {
+				c.Conditions[i].Message = ""
+			}
+		}
+		return c
+	}
+	a, b := strip(was), strip(now)
+	return equality.Semantic.DeepEqual(&a, &b)
 }
 
 // DetectSteps compares the spec with what the status last recorded (the
@@ -180,6 +210,14 @@ func namespacesByRevision(spec *v1alpha1.MeshSpec, ownNamespace string, namespac
 	return out
 }
 
+// firstN is the first n of list (sorted), a copy: the status stays bounded.
+func firstN(list []string, n int) []string {
+	if len(list) > n {
+		list = list[:n]
+	}
+	return slices.Clone(list)
+}
+
 // conditions computes Ready and Progressing (without times and generation).
 func conditions(spec *v1alpha1.MeshSpec, st v1alpha1.MeshStatus, pending []string) []metav1.Condition {
 	var notReady []string
@@ -200,7 +238,11 @@ func conditions(spec *v1alpha1.MeshSpec, st v1alpha1.MeshStatus, pending []strin
 		ready.Message = fmt.Sprintf("the control plane of %s is not available yet", strings.Join(names, ", "))
 	case len(pending) > 0:
 		ready.Status, ready.Reason = metav1.ConditionFalse, "Relabelling"
-		ready.Message = fmt.Sprintf("promotion: %d namespaces still labelled %s=%s are being relabelled to %s (%s)", len(pending), revisions.LabelRev, revisions.TagCanary, revisions.TagStable, strings.Join(pending, ", "))
+		names := strings.Join(firstN(pending, v1alpha1.MaxListedNamespaces), ", ")
+		if len(pending) > v1alpha1.MaxListedNamespaces {
+			names += ", …"
+		}
+		ready.Message = fmt.Sprintf("promotion: %d namespaces still labelled %s=%s are being relabelled to %s (%s)", len(pending), revisions.LabelRev, revisions.TagCanary, revisions.TagStable, names)
 	}
 
 	next := revisions.Next(spec, st.Phase)

@@ -150,8 +150,8 @@ func TestComputeStatus(t *testing.T) {
 			want: want{
 				phase: v1alpha1.PhaseCanaryDeployed,
 				revisions: []v1alpha1.RevisionStatus{
-					{Name: "1-22-6", Version: "1.22.6", Tags: []string{"stable"}, ControlPlaneReady: true, Namespaces: []string{"web"}, Pods: 1},
-					{Name: "1-23-6", Version: "1.23.6", Tags: []string{"canary"}, ControlPlaneReady: false, Namespaces: []string{"bookinfo"}, Pods: 1},
+					{Name: "1-22-6", Version: "1.22.6", Tags: []string{"stable"}, ControlPlaneReady: true, Namespaces: []string{"web"}, NamespaceCount: 1, Pods: 1},
+					{Name: "1-23-6", Version: "1.23.6", Tags: []string{"canary"}, ControlPlaneReady: false, Namespaces: []string{"bookinfo"}, NamespaceCount: 1, Pods: 1},
 				},
 				history:     []v1alpha1.HistoryEntry{install, step(revisions.ActionDeployCanary, "1-22-6", "1-23-6")},
 				ready:       metav1.ConditionFalse,
@@ -170,7 +170,7 @@ func TestComputeStatus(t *testing.T) {
 				previous: "1-22-6",
 				revisions: []v1alpha1.RevisionStatus{
 					{Name: "1-22-6", Version: "1.22.6", ControlPlaneReady: true, Pods: 1, OutdatedWorkloads: 1},
-					{Name: "1-23-6", Version: "1.23.6", Tags: []string{"stable"}, ControlPlaneReady: true, Namespaces: []string{"bookinfo", "web"}},
+					{Name: "1-23-6", Version: "1.23.6", Tags: []string{"stable"}, ControlPlaneReady: true, Namespaces: []string{"bookinfo", "web"}, NamespaceCount: 2},
 				},
 				history:     []v1alpha1.HistoryEntry{install, step(revisions.ActionPromote, "1-22-6", "1-23-6")},
 				ready:       metav1.ConditionFalse,
@@ -189,7 +189,7 @@ func TestComputeStatus(t *testing.T) {
 				previous: "1-22-6",
 				revisions: []v1alpha1.RevisionStatus{
 					{Name: "1-22-6", Version: "1.22.6", ControlPlaneReady: true},
-					{Name: "1-23-6", Version: "1.23.6", Tags: []string{"stable"}, ControlPlaneReady: true, Namespaces: []string{"web"}, Pods: 1},
+					{Name: "1-23-6", Version: "1.23.6", Tags: []string{"stable"}, ControlPlaneReady: true, Namespaces: []string{"web"}, NamespaceCount: 1, Pods: 1},
 				},
 				history:     []v1alpha1.HistoryEntry{install},
 				ready:       metav1.ConditionTrue,
@@ -203,7 +203,7 @@ func TestComputeStatus(t *testing.T) {
 			facts: revisions.Facts{Namespaces: map[string]map[string]string{"web": {revisions.LabelInjection: "enabled"}}, ControlPlaneReady: map[string]bool{"1-22-6": true}},
 			want: want{
 				phase:       v1alpha1.PhaseStable,
-				revisions:   []v1alpha1.RevisionStatus{{Name: "1-22-6", Version: "1.22.6", Tags: []string{"stable"}, ControlPlaneReady: true, Namespaces: []string{"web"}}},
+				revisions:   []v1alpha1.RevisionStatus{{Name: "1-22-6", Version: "1.22.6", Tags: []string{"stable"}, ControlPlaneReady: true, Namespaces: []string{"web"}, NamespaceCount: 1}},
 				history:     []v1alpha1.HistoryEntry{step(revisions.ActionInstall, "", "1-22-6")},
 				ready:       metav1.ConditionTrue,
 				readyReason: "ControlPlanesReady",
@@ -300,7 +300,7 @@ func BenchmarkComputeStatus(b *testing.B) {
 					rev = "1-22-6"
 				}
 				facts.Pods = append(facts.Pods, revisions.Pod{Namespace: ns, Name: fmt.Sprintf("%s-%d", rs, p),
-					Labels: map[string]string{"app": "x", revisions.LabelRevision: rev}, Annotations: statusAnnotation(rev), Owner: revisions.Owner{Kind: "Deployment", Name: fmt.Sprintf("app-%d", d)}})
+					Labels: map[string]string{"app": "x", revisions.LabelRevision: rev}, Annotations: statusAnnotation(rev), Containers: proxyContainers, Owner: revisions.Owner{Kind: "Deployment", Name: fmt.Sprintf("app-%d", d)}})
 			}
 		}
 	}
@@ -316,10 +316,75 @@ func BenchmarkComputeStatus(b *testing.B) {
 
 // injected is a bare injected pod of the facts.
 func injected(ns, name, revision string) revisions.Pod {
-	return revisions.Pod{Namespace: ns, Name: name, Labels: map[string]string{revisions.LabelRevision: revision}, Annotations: statusAnnotation(revision), Owner: revisions.Owner{Kind: "Pod", Name: name}}
+	return revisions.Pod{Namespace: ns, Name: name, Labels: map[string]string{revisions.LabelRevision: revision}, Annotations: statusAnnotation(revision), Containers: proxyContainers, Owner: revisions.Owner{Kind: "Pod", Name: name}}
 }
 
 // statusAnnotation is the status annotation injection writes for rev.
 func statusAnnotation(rev string) map[string]string {
 	return map[string]string{revisions.AnnotationStatus: `{"revision":"` + rev + `","containers":["istio-proxy"]}`}
 }
+
+func TestComputeStatusBoundsNamespaces(t *testing.T) {
+	spec := meshSpec("1-23-6", "", "1-22-6", "1-23-6")
+	facts := &revisions.Facts{Namespaces: map[string]map[string]string{}, ControlPlaneReady: map[string]bool{"1-22-6": true, "1-23-6": true}}
+	for n := range 2000 {
+		facts.Namespaces[fmt.Sprintf("ns-%04d", n)] = map[string]string{revisions.LabelRev: "canary"}
+	}
+	mesh := &v1alpha1.Mesh{Spec: spec, Status: recorded(spec)}
+	st, _ := ComputeStatus(mesh, StatusInput{OwnNamespace: "meshrev-system", Now: t1}, facts)
+
+	rev := st.Revisions[1]
+	assert.Equal(t, int32(2000), rev.NamespaceCount, "every namespace is counted")
+	assert.Equal(t, []string{"ns-0000", "ns-0001", "ns-0002", "ns-0003", "ns-0004", "ns-0005", "ns-0006", "ns-0007", "ns-0008", "ns-0009"}, rev.Namespaces,
+		"the first MaxListedNamespaces are listed, in name order")
+	ready := meta.FindStatusCondition(st.Conditions, ConditionReady)
+	require.NotNil(t, ready)
+	assert.Contains(t, ready.Message, "2000 namespaces still labelled")
+	assert.Less(t, len(ready.Message), 400, "the pending relabels are listed up to the same bound")
+}
+
+func TestCountsOnly(t *testing.T) {
+	base := func() v1alpha1.MeshStatus {
+		return v1alpha1.MeshStatus{
+			Phase:     v1alpha1.PhaseDataPlaneUpgrading,
+			Revisions: []v1alpha1.RevisionStatus{{Name: "1-22-6", Pods: 30, OutdatedWorkloads: 3, ControlPlaneReady: true}, {Name: "1-23-6", Tags: []string{"stable"}, Pods: 10, ControlPlaneReady: true}},
+			DataPlane: v1alpha1.DataPlaneStatus{Pods: 40, UpToDate: 10, Outdated: 30, OutdatedWorkloadCount: 3},
+			Conditions: []metav1.Condition{
+				{Type: ConditionReady, Status: metav1.ConditionTrue, Reason: "ControlPlanesReady", Message: "ok"},
+				{Type: ConditionProgressing, Status: metav1.ConditionTrue, Reason: "DataPlaneUpgrading", Message: "30 pods in 3 workloads still run an outdated sidecar"},
+			},
+		}
+	}
+	tests := map[string]struct {
+		change func(*v1alpha1.MeshStatus)
+		want   bool
+	}{
+		"nothing changed": {change: func(*v1alpha1.MeshStatus) {}, want: true},
+		"pods rolled over: the data-plane counts, the per-revision counts and the Progressing message change": {
+			change: func(s *v1alpha1.MeshStatus) {
+				s.DataPlane = v1alpha1.DataPlaneStatus{Pods: 40, UpToDate: 20, Outdated: 20, OutdatedWorkloadCount: 2}
+				s.Revisions[0].Pods, s.Revisions[0].OutdatedWorkloads, s.Revisions[1].Pods = 20, 2, 20
+				s.Conditions[1].Message = "20 pods in 2 workloads still run an outdated sidecar"
+			},
+			want: true,
+		},
+		"the phase changed": {change: func(s *v1alpha1.MeshStatus) {
+			s.Phase = v1alpha1.PhaseReadyToUnpublish
+			s.Conditions[1].Reason = "ReadyToUnpublish"
+		}},
+		"a control plane became unavailable": {change: func(s *v1alpha1.MeshStatus) { s.Revisions[1].ControlPlaneReady = false }},
+		"a namespace was labelled":           {change: func(s *v1alpha1.MeshStatus) { s.Revisions[1].NamespaceCount = 1 }},
+		"the Ready message changed":          {change: func(s *v1alpha1.MeshStatus) { s.Conditions[0].Message = "relabelling" }},
+		"a new generation was observed":      {change: func(s *v1alpha1.MeshStatus) { s.ObservedGeneration = 8 }},
+	}
+	for name, tc := range tests {
+		t.Run(name, func(t *testing.T) {
+			was, now := base(), base()
+			tc.change(&now)
+			assert.Equal(t, tc.want, CountsOnly(&was, &now))
+		})
+	}
+}
+
+// proxyContainers are the containers of a pod injection left its sidecar in.
+var proxyContainers = []string{"app", revisions.ProxyContainer}

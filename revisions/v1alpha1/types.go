@@ -300,9 +300,17 @@ type RevisionStatus struct {
 	// ControlPlaneReady is true when the revision's control plane is available
 	// (always true for a revision whose control plane meshrev does not run).
 	ControlPlaneReady bool `json:"controlPlaneReady"`
-	// Namespaces whose labels resolve to this revision.
+	// Namespaces whose labels resolve to this revision (a new pod there is
+	// injected with it): the first MaxListedNamespaces (10) in name order,
+	// so that the Mesh does not grow with the cluster. NamespaceCount says
+	// how many there are; whoever needs them all (meshrev status) reads the
+	// namespaces' labels itself.
 	// +optional
 	Namespaces []string `json:"namespaces,omitempty"`
+	// NamespaceCount is the number of namespaces whose labels resolve to
+	// this revision (Namespaces lists the first of them).
+	// +optional
+	NamespaceCount int32 `json:"namespaceCount,omitempty"`
 	// Pods that run this revision's sidecar.
 	Pods int32 `json:"pods"`
 
@@ -346,6 +354,10 @@ type DataPlaneStatus struct {
 	// +optional
 	OutdatedWorkloadCount int32 `json:"outdatedWorkloadCount,omitempty"`
 }
+
+// MaxListedNamespaces bounds RevisionStatus.Namespaces: at most this many
+// namespaces per revision are listed in the status.
+const MaxListedNamespaces = 10
 
 // MaxListedOutdatedWorkloads bounds DataPlaneStatus.OutdatedWorkloads: at
 // most this many outdated workloads per revision are listed in the status.

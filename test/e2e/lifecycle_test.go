@@ -101,6 +101,7 @@ func TestLifecycleCanaryUpgrade(t *testing.T) {
 	m := e.waitMesh("7 pods on stable", func(m *v1alpha1.Mesh) bool { return m.Status.DataPlane.Pods == 7 })
 	assert.Equal(t, int32(7), m.Status.DataPlane.UpToDate)
 	assert.Equal(t, []string{bookinfo, other}, lcSortedNamespaces(lcRevisionStatus(m, stable.Name)))
+	assert.Equal(t, int32(2), lcRevisionStatus(m, stable.Name).NamespaceCount, "the count of the listed namespaces, kept by the CRD schema")
 
 	t.Run("a canary two minor versions above stable is refused by the skip policy", func(t *testing.T) {
 		_, err := e.update(func(m *v1alpha1.Mesh) {
@@ -131,6 +132,36 @@ func TestLifecycleCanaryUpgrade(t *testing.T) {
 		assert.Equal(t, []string{"Install:->1-22-6", "DeployCanary:1-22-6->1-23-6"}, lcHistory(m))
 		assert.Equal(t, "1.23.6", lcRevisionStatus(m, canary.Name).Version)
 		e.waitEvent("Mesh", v1alpha1.MeshName, "DeployCanary")
+	})
+
+	t.Run("control planes are written only when what meshrev owns differs, and drift is put back", func(t *testing.T) {
+		applies := func() float64 {
+			return max(metricValue(e.mgr.get(t, "/metrics"), "meshrev_controlplane_applies_total", nil), 0)
+		}
+		before := applies()
+		// Pod churn and control-plane status changes make reconciles; none
+		// of them re-applies an unchanged Deployment or Service.
+		e.restart(other, "web")
+		e.waitRolledOut(other, "web")
+		e.waitMesh("web rolled and counted", func(m *v1alpha1.Mesh) bool { return m.Status.DataPlane.Pods == 7 })
+		assert.Equal(t, before, applies(), "no control-plane write while nothing about the control planes changed")
+
+		// A person changes the image meshrev owns (an update: the field
+		// moves to their field manager): the controller puts it back.
+		var dep appsv1.Deployment
+		key := client.ObjectKey{Namespace: lcMeshNamespace, Name: "istiod-" + canary.Name}
+		require.NoError(t, e.c.Get(ctx, key, &dep))
+		dep.Spec.Template.Spec.Containers[0].Image = "docker.io/istio/pilot:hand-edited"
+		require.NoError(t, e.c.Update(ctx, &dep, client.FieldOwner("a-person")))
+		err := wait.PollUntilContextTimeout(ctx, lcPoll, lcWaitTimeout, true, func(ctx context.Context) (bool, error) {
+			var got appsv1.Deployment
+			if err := e.c.Get(ctx, key, &got); err != nil {
+				return false, nil
+			}
+			return got.Spec.Template.Spec.Containers[0].Image == canary.ControlPlane.Image, nil
+		})
+		require.NoError(t, err, "the control plane's image was put back")
+		assert.Greater(t, applies(), before, "the drift was corrected by an apply")
 	})
 
 	t.Run("a namespace switched to canary gets canary sidecars on restart while others keep stable", func(t *testing.T) {
