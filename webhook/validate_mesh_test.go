@@ -51,7 +51,8 @@ func namespace(name string, labels map[string]string) *corev1.Namespace {
 
 func injectedPod(ns, name, rev string) *corev1.Pod {
 	return &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name, Labels: map[string]string{revisions.LabelRevision: rev},
-		Annotations: map[string]string{revisions.AnnotationStatus: `{"revision":"` + rev + `","containers":["istio-proxy"]}`}}}
+		Annotations: map[string]string{revisions.AnnotationStatus: `{"revision":"` + rev + `","containers":["istio-proxy"]}`}},
+		Spec: corev1.PodSpec{Containers: []corev1.Container{{Name: "app"}, {Name: revisions.ProxyContainer}}}}
 }
 
 // istiod is a control-plane Deployment, available or not.

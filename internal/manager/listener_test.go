@@ -6,6 +6,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -69,7 +70,7 @@ func clientFrom(ip byte) *http.Client {
 }
 
 func TestGuardedListenerServesProvenConnectionsWhileAClientHoldsEveryPendingSlot(t *testing.T) {
-	addr, s := testServer(t, ServerLimits{MaxConnections: 10, MaxPendingConnectionsPerIP: 4, HandshakeTimeout: time.Second}, http.HandlerFunc(readBody))
+	addr, s := testServer(t, ServerLimits{MaxConnections: 10, MaxPendingConnectionsPerIP: 4, HandshakeTimeout: 3 * time.Second}, http.HandlerFunc(readBody))
 	api := keepAliveClient()
 	code, err := postWith(api, addr)
 	require.NoError(t, err)
@@ -87,7 +88,7 @@ func TestGuardedListenerServesProvenConnectionsWhileAClientHoldsEveryPendingSlot
 		code, err := postWith(api, addr)
 		require.NoError(t, err)
 		assert.Equal(t, http.StatusOK, code)
-		assert.Less(t, time.Since(start), 500*time.Millisecond)
+		assert.Less(t, time.Since(start), 1500*time.Millisecond, "served well before the handshake timeout")
 	}
 	// A new connection from a third address takes the place of the
 	// flooding address's oldest waiting connection, and is served.
@@ -95,25 +96,41 @@ func TestGuardedListenerServesProvenConnectionsWhileAClientHoldsEveryPendingSlot
 	code, err = postWith(clientFrom(3), addr)
 	require.NoError(t, err)
 	assert.Equal(t, http.StatusOK, code)
-	assert.Less(t, time.Since(start), 500*time.Millisecond)
+	assert.Less(t, time.Since(start), 1500*time.Millisecond, "served well before the handshake timeout")
 	assert.InDelta(t, 1, testutil.ToFloat64(s.limiter.rejectedConns.WithLabelValues(rejectConnEvicted)), 0)
+	// Exactly one connection of the flooding address is closed. Which of
+	// its nine got a pending slot depends on the order the listener
+	// admitted them in, so all nine are looked at; the close is polled, as
+	// it lands a moment after the count on a busy machine.
+	flood := append(slices.Clone(holders), waiting...)
+	closed := map[int]bool{}
+	require.Eventually(t, func() bool {
+		for i, c := range flood {
+			if closed[i] || c.SetReadDeadline(time.Now().Add(10*time.Millisecond)) != nil {
+				continue
+			}
+			_, err := c.Read(make([]byte, 1))
+			var ne net.Error
+			if !errors.As(err, &ne) || !ne.Timeout() {
+				closed[i] = true
+			}
+		}
+		return len(closed) > 0
+	}, 2*time.Second, 50*time.Millisecond)
 	var open []net.Conn
-	for _, c := range waiting {
-		require.NoError(t, c.SetReadDeadline(time.Now().Add(50*time.Millisecond)))
-		_, err := c.Read(make([]byte, 1))
-		var ne net.Error
-		if errors.As(err, &ne) && ne.Timeout() {
+	for i, c := range flood {
+		if !closed[i] {
 			open = append(open, c)
 		}
 	}
-	assert.Len(t, open, 4, "one waiting connection of the flooding address is evicted")
+	assert.Len(t, open, 8, "one waiting connection of the flooding address is evicted")
 
 	// The other waiting connections are closed when the handshake timeout ends.
 	require.NotEmpty(t, open)
-	assert.Greater(t, closedWithin(t, open[0], 3*time.Second), 200*time.Millisecond)
+	assert.Greater(t, closedWithin(t, open[0], 6*time.Second), 200*time.Millisecond)
 	// Holders that never start TLS are closed by the same timeout, and a
 	// new connection is served again.
-	closedWithin(t, holders[0], 3*time.Second)
+	closedWithin(t, open[1], 6*time.Second)
 	code, err = postWith(keepAliveClient(), addr)
 	require.NoError(t, err)
 	assert.Equal(t, http.StatusOK, code)
