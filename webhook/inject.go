@@ -450,10 +450,10 @@ func refuse(code int32, msg string) *admissionv1.AdmissionResponse {
 }
 
 // isGateway says whether the pod gets the gateway template (the one rule of
-// revisions.IsGateway, shared with the controller's data-plane report), and
-// warns about template names the injector does not know.
+// revisions.UsesGatewayTemplate: the annotation, as in Istio), and warns
+// about template names the injector does not know.
 func isGateway(p *podIn) (bool, string) {
-	gateway := revisions.IsGateway(p.Metadata.Labels, p.Metadata.Annotations)
+	gateway := revisions.UsesGatewayTemplate(p.Metadata.Annotations)
 	v, ok := p.Metadata.Annotations[revisions.AnnotationTemplates]
 	if !ok {
 		return gateway, ""
@@ -592,11 +592,11 @@ func (i *Injector) templateData(rd RevisionData) *TemplateData {
 
 func (i *Injector) render(rd RevisionData, text Templates) (*revisionTemplates, error) {
 	data := i.templateData(rd)
-	s, err := renderTemplate(revisions.TemplateSidecar, text.Sidecar, data, false)
+	s, err := renderTemplate(revisions.TemplateSidecar, text.Sidecar, data)
 	if err != nil {
 		return nil, fmt.Errorf("revision %s: %w", rd.Name, err)
 	}
-	g, err := renderTemplate(revisions.TemplateGateway, text.Gateway, data, true)
+	g, err := renderTemplate(revisions.TemplateGateway, text.Gateway, data)
 	if err != nil {
 		return nil, fmt.Errorf("revision %s: %w", rd.Name, err)
 	}
