@@ -429,8 +429,8 @@ func TestInjectorGatewayRuleIsTheSharedOne(t *testing.T) {
 		wantWarning         string
 	}{
 		"a pod labelled istio: ingressgateway without the annotation gets the sidecar template, as in Istio": {labels: map[string]string{"istio": "ingressgateway"}},
-		"a pod naming only the gateway template is a gateway":        {annotations: map[string]string{"inject.istio.io/templates": "gateway"}},
-		"a pod listing sidecar and gateway with spaces is a gateway": {annotations: map[string]string{"inject.istio.io/templates": "sidecar, gateway"}},
+		"a pod naming only the gateway template is a gateway":                                                {annotations: map[string]string{"inject.istio.io/templates": "gateway"}},
+		"a pod listing sidecar and gateway with spaces is a gateway":                                         {annotations: map[string]string{"inject.istio.io/templates": "sidecar, gateway"}},
 		"a pod listing gateway and an unknown template is a gateway and is warned about the unknown one": {
 			annotations: map[string]string{"inject.istio.io/templates": "gateway,custom"}, wantWarning: "(custom)",
 		},

@@ -33,7 +33,7 @@ type rendered struct {
 	// securityJSON is the template's pod security context (nil if none).
 	securityJSON []byte
 	labels       []kvJSON
-	annots    []kvJSON
+	annots       []kvJSON
 	// names of what is added, for the status annotation
 	initNames, containerNames, volumeNames []string
 }
