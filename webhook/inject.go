@@ -488,7 +488,8 @@ func previousInjection(p *podIn) (*revisions.InjectionStatus, string) {
 
 // revisionData applies the defaults of a revision's fields.
 func (i *Injector) revisionData(rev *v1alpha1.Revision) RevisionData {
-	d := RevisionData{Name: rev.Name, Version: rev.Version, ProxyImage: rev.ProxyImage, DiscoveryAddress: rev.DiscoveryAddress}
+	d := RevisionData{Name: rev.Name, Version: rev.Version, ProxyImage: rev.ProxyImage, DiscoveryAddress: rev.DiscoveryAddress,
+		CNI: rev.TrafficInterception == v1alpha1.TrafficInterceptionCNI}
 	if d.ProxyImage == "" {
 		d.ProxyImage = i.opts.ProxyImageRepo + ":" + rev.Version
 	}
@@ -511,7 +512,7 @@ func (i *Injector) revisionTemplates(ctx context.Context, log logr.Logger, mesh 
 	if err := i.releaseProxyImage(ctx, rev, &rd); err != nil {
 		return nil, "", err
 	}
-	key := templateKey{name: rev.Name, version: rev.Version, proxyImage: rd.ProxyImage, discovery: rd.DiscoveryAddress, templatesCM: rev.Templates}
+	key := templateKey{name: rev.Name, version: rev.Version, proxyImage: rd.ProxyImage, discovery: rd.DiscoveryAddress, templatesCM: rev.Templates, cni: rd.CNI}
 	text, err := i.opts.Templates.Templates(ctx, rev)
 	if err == nil {
 		key.text = text
@@ -613,7 +614,7 @@ func (i *Injector) ValidateRevision(ctx context.Context, mesh *v1alpha1.Mesh, re
 		return err
 	}
 	rd := i.revisionData(&rev)
-	key := templateKey{name: rev.Name, version: rev.Version, proxyImage: rd.ProxyImage, discovery: rd.DiscoveryAddress, templatesCM: rev.Templates, text: text}
+	key := templateKey{name: rev.Name, version: rev.Version, proxyImage: rd.ProxyImage, discovery: rd.DiscoveryAddress, templatesCM: rev.Templates, cni: rd.CNI, text: text}
 	if last, ok := i.checked.Load(rev.Name); ok && last.(templateKey) == key {
 		return nil
 	}

@@ -54,8 +54,12 @@ func (o *ownProxy) proxyUID() string {
 	return strconv.FormatInt(*o.container.SecurityContext.RunAsUser, 10)
 }
 
-// initContainerName is the iptables init container of classic interception.
-const initContainerName = "istio-init"
+// initContainerName is the init container that programs iptables;
+// validationContainerName the one that, with istio-cni, only checks them.
+const (
+	initContainerName       = "istio-init"
+	validationContainerName = "istio-validation"
+)
 
 // findOwn returns the pod's own container called name among list (its
 // index there, -1 if none) or, on re-invocation, the one recorded in the

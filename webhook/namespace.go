@@ -116,6 +116,11 @@ func (v *namespaceValidator) podSecurityWarning(ctx context.Context, ns, level s
 	if len(problems) == 0 {
 		return ""
 	}
-	return fmt.Sprintf("namespace %s enforces Pod Security %q (label %s), which refuses pods injected with revision %s's sidecar: %s; such pods will not be created (their Deployments stay at 0 ready). Lower the namespace's level to privileged for injected workloads, or do not label it for injection",
-		ns, level, LabelPodSecurityEnforce, rev.Name, strings.Join(problems, "; "))
+	remedy := "Lower the namespace's level to privileged for injected workloads, or do not label it for injection"
+	if rev.TrafficInterception != v1alpha1.TrafficInterceptionCNI {
+		// istio-init's NET_ADMIN and NET_RAW are what baseline refuses.
+		remedy = fmt.Sprintf("Install the istio-cni node agent and set spec.revisions[%s].trafficInterception: CNI (istio-validation, no added capability; the injected pod then passes baseline), lower the namespace's level to privileged for injected workloads, or do not label it for injection", rev.Name)
+	}
+	return fmt.Sprintf("namespace %s enforces Pod Security %q (label %s), which refuses pods injected with revision %s's sidecar: %s; such pods will not be created (their Deployments stay at 0 ready). %s",
+		ns, level, LabelPodSecurityEnforce, rev.Name, strings.Join(problems, "; "), remedy)
 }

@@ -223,7 +223,13 @@ func buildPatch(p *podIn, prev *revisions.InjectionStatus, r *rendered, rev stri
 		if own, ownIdx, err = findOwn(p, proxyContainerName, apps); err != nil {
 			return nil, err
 		}
-		if pc, err = containersFor(r, p.Metadata.Annotations, own.proxyUID()); err != nil {
+		initOwn := own
+		if r.cni && slices.ContainsFunc(inits, func(c *containerIn) bool { return c.Name == initContainerName }) {
+			// Istio adjusts the pod's own istio-init to its proxy user,
+			// and then leaves istio-validation alone.
+			initOwn = nil
+		}
+		if pc, err = containersFor(r, p.Metadata.Annotations, initOwn); err != nil {
 			return nil, err
 		}
 	}
@@ -333,14 +339,29 @@ func buildPatch(p *podIn, prev *revisions.InjectionStatus, r *rendered, rev stri
 		case spec.InitContainers == nil:
 			w.add("/spec/initContainers", jsonArray(initJSON))
 		case native:
+			at := 0
+			if r.cni && ownInitIdx < 0 {
+				// The pod's own istio-init (kept with istio-cni) goes first,
+				// in front of the sidecar (Istio's reorderPod).
+				if k := slices.IndexFunc(inits, func(c *containerIn) bool { return c.Name == initContainerName }); k > 0 {
+					w.remove("/spec/initContainers/", k)
+					w.addIndexed("add", "/spec/initContainers/", 0, inits[k].Raw)
+				}
+				if slices.ContainsFunc(inits, func(c *containerIn) bool { return c.Name == initContainerName }) {
+					at = 1
+				}
+			}
 			for j, b := range initJSON {
-				w.addIndexed("add", "/spec/initContainers/", j, b)
+				w.addIndexed("add", "/spec/initContainers/", at+j, b)
 			}
 		default:
+			// istio-validation first, so that no container of the pod runs
+			// before the check; istio-init last (Istio's reorderPod).
+			first := 0
 			for j, b := range initJSON {
-				if ownInitIdx >= 0 && pc.initNames[j] == initContainerName {
-					// Merged in place, where Istio's merge by name keeps it.
-					w.addIndexed("add", "/spec/initContainers/", ownInitIdx, b)
+				if pc.initNames[j] == validationContainerName {
+					w.addIndexed("add", "/spec/initContainers/", first, b)
+					first++
 					continue
 				}
 				w.addIndexed("add", "/spec/initContainers/", -1, b)
@@ -421,6 +442,11 @@ func buildPatch(p *podIn, prev *revisions.InjectionStatus, r *rendered, rev stri
 		prevL, prevA = prev.Labels, prev.Annotations
 	}
 	annots, labels := r.annots, r.labels
+	if r.cni {
+		// istio-cni reads the excluded inbound ports from the annotation:
+		// Istio's template writes the pod's own with the status port added.
+		annots, promSet = cniExcludeInbound(p.Metadata.Annotations, annots, promSet)
+	}
 	if app := firstApp(apps); app != "" {
 		annots = append(annots[:len(annots):len(annots)], kv(annotationsPrefix, annotationDefaultLogs, app), kv(annotationsPrefix, defaultContainerAnnotation, app))
 	}
@@ -728,4 +754,32 @@ func orEmpty(s []string) []string {
 		return []string{}
 	}
 	return s
+}
+
+// cniExcludeInbound gives the excluded inbound ports annotation of a pod
+// injected for istio-cni its per-pod value (Istio's excludeInboundPort of
+// the status port and the pod's own list): in annots (set by injection) when
+// the pod has none, in force (set over the pod's own) when it differs.
+func cniExcludeInbound(a map[string]string, annots, force []kvJSON) ([]kvJSON, []kvJSON) {
+	_, hasStatus := a[annotationStatusPort]
+	own, hasOwn := a[annExcludeInbound]
+	if !hasStatus && !hasOwn {
+		return annots, force // the template's value is the pod's
+	}
+	v := excludeInboundPort(ann(a, annotationStatusPort, strconv.Itoa(defaultStatusPort)), own)
+	j := slices.IndexFunc(annots, func(e kvJSON) bool { return e.key == annExcludeInbound })
+	if hasOwn {
+		if j >= 0 {
+			annots = slices.Delete(slices.Clone(annots), j, j+1)
+		}
+		if v != own {
+			force = append(slices.Clip(force), kv(annotationsPrefix, annExcludeInbound, v))
+		}
+		return annots, force
+	}
+	if j >= 0 {
+		annots = slices.Clone(annots)
+		annots[j] = kv(annotationsPrefix, annExcludeInbound, v)
+	}
+	return annots, force
 }

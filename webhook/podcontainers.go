@@ -28,31 +28,54 @@ type podContainers struct {
 }
 
 // containersFor returns the pod's variant of r's containers for its
-// annotations a; uid is the pod's own proxy user that istio-init must
-// exempt instead of the template's ("" for the template's).
-func containersFor(r *rendered, a map[string]string, uid string) (*podContainers, error) {
+// annotations a; own is the pod's own istio-proxy (nil if none), whose user
+// istio-init must exempt and istio-validation run as.
+func containersFor(r *rendered, a map[string]string, own *ownProxy) (*podContainers, error) {
 	pc := &podContainers{initJSON: r.initJSON, initNames: r.initNames, proxyHead: r.proxyHead, proxyTail: r.proxyTail,
 		volumeJSON: r.volumeJSON, volumeNames: r.volumeNames}
-	if len(a) == 0 && uid == "" {
+	uid := own.proxyUID()
+	var ownSC *corev1.SecurityContext
+	if own != nil {
+		ownSC = own.container.SecurityContext
+	}
+	if len(a) == 0 && ownSC == nil {
 		return pc, nil
 	}
-	if hasAny(a, initAnnotations) || uid != "" {
+	if hasAny(a, initAnnotations) || ownSC != nil {
 		pc.initJSON, pc.initNames = nil, nil
 		for _, c := range r.frag.InitContainers {
-			if c.Name == "istio-init" {
+			if c.Name == initContainerName || c.Name == validationContainerName {
 				if a[annInterceptionMode] == "NONE" {
 					continue // nothing to capture
 				}
 				c = *c.DeepCopy()
+				validation := c.Name == validationContainerName
 				if hasAny(a, initAnnotations) {
 					c.Args = iptablesArgs(a)
+					if validation {
+						c.Args = append(c.Args, "--run-validation", "--skip-rule-apply")
+					}
 				}
-				if uid != "" && a[annInterceptionMode] != "TPROXY" {
+				tproxy := a[annInterceptionMode] == "TPROXY"
+				if uid != "" && !tproxy {
 					for j := 0; j+1 < len(c.Args); j++ {
 						if c.Args[j] == "-u" {
 							c.Args[j+1] = uid
 							break
 						}
+					}
+				}
+				if validation && !tproxy && ownSC != nil {
+					// istio-validation runs as the pod's proxy user (Istio's
+					// adjustInitContainerUser).
+					if c.SecurityContext == nil {
+						c.SecurityContext = &corev1.SecurityContext{}
+					}
+					if ownSC.RunAsUser != nil {
+						c.SecurityContext.RunAsUser = new(*ownSC.RunAsUser)
+					}
+					if ownSC.RunAsGroup != nil {
+						c.SecurityContext.RunAsGroup = new(*ownSC.RunAsGroup)
 					}
 				}
 				if res, ok, err := annotatedResources(a); err != nil {

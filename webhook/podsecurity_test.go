@@ -30,7 +30,7 @@ func TestNamespaceWarnsWhenPodSecurityRefusesTheInjectedPod(t *testing.T) {
 	}{
 		"baseline refuses the init container's NET_ADMIN and NET_RAW": {
 			labels: map[string]string{revisions.LabelInjection: revisions.InjectionEnabled, LabelPodSecurityEnforce: PodSecurityBaseline},
-			want:   []string{`enforces Pod Security "baseline"`, "init container istio-init adds capability NET_ADMIN", "adds capability NET_RAW", "revision 1-22-6"},
+			want:   []string{`enforces Pod Security "baseline"`, "init container istio-init adds capability NET_ADMIN", "adds capability NET_RAW", "revision 1-22-6", "trafficInterception: CNI"},
 		},
 		"restricted refuses it too, also for running as root": {
 			labels: map[string]string{revisions.LabelRev: "canary", LabelPodSecurityEnforce: PodSecurityRestricted},
@@ -72,4 +72,15 @@ func TestPodSecurityProblemsOfTheProxyContainer(t *testing.T) {
 	assert.Empty(t, PodSecurityProblems(PodSecurityRestricted, f), "the proxy container alone passes restricted")
 	f.Containers[0].SecurityContext.Privileged = new(true)
 	assert.Equal(t, []string{"container istio-proxy is privileged"}, PodSecurityProblems(PodSecurityBaseline, f))
+}
+
+func TestPodSecurityOfTheCNITemplate(t *testing.T) {
+	inj := newTestInjector(t, &fixedState{})
+	sidecar, _, err := inj.RenderRevision(context.Background(), v1alpha1.Revision{Name: "1-22-6", Version: "1.22.6", TrafficInterception: v1alpha1.TrafficInterceptionCNI})
+	require.NoError(t, err)
+	assert.Empty(t, PodSecurityProblems(PodSecurityBaseline, sidecar), "with istio-cni the sidecar passes baseline")
+	assert.Empty(t, PodSecurityProblems(PodSecurityRestricted, sidecar), "and restricted")
+	classic, _, err := inj.RenderRevision(context.Background(), v1alpha1.Revision{Name: "1-22-6", Version: "1.22.6"})
+	require.NoError(t, err)
+	assert.Contains(t, PodSecurityProblems(PodSecurityBaseline, classic), "init container istio-init adds capability NET_ADMIN")
 }

@@ -11,6 +11,7 @@ import (
 // (or of the template text) renders again.
 type templateKey struct {
 	name, version, proxyImage, discovery, templatesCM string
+	cni                                               bool
 	text                                              Templates
 }
 

@@ -7,6 +7,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
+	"slices"
 
 	corev1 "k8s.io/api/core/v1"
 )
@@ -32,8 +33,11 @@ type rendered struct {
 	volumeJSON    [][]byte
 	// securityJSON is the template's pod security context (nil if none).
 	securityJSON []byte
-	labels       []kvJSON
-	annots       []kvJSON
+	// cni is set when the template injects istio-validation (istio-cni):
+	// the excluded inbound ports annotation then follows the pod's.
+	cni    bool
+	labels []kvJSON
+	annots []kvJSON
 	// names of what is added, for the status annotation
 	initNames, containerNames, volumeNames []string
 }
@@ -95,6 +99,7 @@ func prepare(f *Fragment) (*rendered, error) {
 		r.volumeJSON = append(r.volumeJSON, b)
 		r.volumeNames = append(r.volumeNames, v.Name)
 	}
+	r.cni = slices.Contains(r.initNames, validationContainerName)
 	if f.SecurityContext != nil {
 		b, err := json.Marshal(f.SecurityContext)
 		if err != nil {

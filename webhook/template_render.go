@@ -42,6 +42,9 @@ type RevisionData struct {
 	// DiscoveryAddress of the control plane, defaulted to
 	// istiod-<name>.<mesh namespace>.svc:15012.
 	DiscoveryAddress string
+	// CNI is set when the revision's trafficInterception is CNI: the
+	// template injects istio-validation instead of istio-init.
+	CNI bool
 }
 
 // Fragment is a rendered template: what injection adds to a pod.
