@@ -652,7 +652,17 @@ func readBody(r *http.Request, max int64) ([]byte, error) {
 	body := io.LimitReader(r.Body, max+1)
 	for {
 		if len(buf) == cap(buf) {
-			buf = slices.Grow(buf, len(buf)) // doubles: bounded by what arrived
+			// Doubles (bounded by what arrived), but never past the
+			// announced end: an 80 kB body then costs 32+64+80 kB, not
+			// 32+64+128 kB.
+			n := len(buf)
+			if rest := int(r.ContentLength+1) - len(buf); r.ContentLength > 0 && rest < n {
+				n = rest
+				if n < 512 {
+					n = 512 // longer than announced: found out below
+				}
+			}
+			buf = slices.Grow(buf, n)
 		}
 		n, err := body.Read(buf[len(buf):cap(buf)])
 		buf = buf[:len(buf)+n]

@@ -229,7 +229,7 @@ func buildPatch(p *podIn, prev *revisions.InjectionStatus, r *rendered, rev stri
 			// and then leaves istio-validation alone.
 			initOwn = nil
 		}
-		if pc, err = containersFor(r, p.Metadata.Annotations, initOwn); err != nil {
+		if pc, err = r.podContainersFor(p.Metadata.Annotations, initOwn); err != nil {
 			return nil, err
 		}
 	}

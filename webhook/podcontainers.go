@@ -7,7 +7,9 @@ import (
 	"fmt"
 	"sort"
 	"strconv"
+	"slices"
 	"strings"
+	"sync"
 
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
@@ -253,3 +255,64 @@ func annotatedResources(a map[string]string) (res corev1.ResourceRequirements, o
 }
 
 var resourceAnnotations = []string{annProxyCPU, annProxyMemory, annProxyCPULimit, annProxyMemoryLimit}
+
+// variantAnnotations are the annotations containersFor reads.
+var variantAnnotations = func() []string {
+	var out []string
+	for _, k := range append(append(slices.Clone(initAnnotations), proxyAnnotations...), annUserVolume) {
+		if !slices.Contains(out, k) {
+			out = append(out, k)
+		}
+	}
+	return out
+}()
+
+// maxVariants bounds each template's cache of per-pod variants: the pods of
+// one workload share their annotations, so a few entries serve a cluster;
+// when full it starts over rather than grow with the number of workloads.
+const maxVariants = 256
+
+// variantCache keeps the pod variants of one rendered template by the values
+// of the annotations that make them (variantAnnotations), so that the pods
+// of a Deployment with, say, proxyCPU set do not each re-marshal istio-proxy.
+type variantCache struct {
+	mu sync.Mutex
+	m  map[string]*podContainers
+}
+
+// podContainersFor is containersFor through r's variant cache; a pod that
+// brings its own istio-proxy with a security context is not cached (its
+// user is part of the variant). The result may be modified by the caller.
+func (r *rendered) podContainersFor(a map[string]string, own *ownProxy) (*podContainers, error) {
+	if own != nil && own.container.SecurityContext != nil {
+		return containersFor(r, a, own)
+	}
+	var key []byte
+	for j, k := range variantAnnotations {
+		if v, ok := a[k]; ok {
+			key = append(key, byte(j))
+			key = append(key, v...)
+			key = append(key, 0)
+		}
+	}
+	if key == nil {
+		return containersFor(r, a, nil) // the template's own bytes: no work
+	}
+	r.variants.mu.Lock()
+	pc, ok := r.variants.m[string(key)]
+	r.variants.mu.Unlock()
+	if !ok {
+		var err error
+		if pc, err = containersFor(r, a, nil); err != nil {
+			return nil, err
+		}
+		r.variants.mu.Lock()
+		if r.variants.m == nil || len(r.variants.m) >= maxVariants {
+			r.variants.m = make(map[string]*podContainers, 8)
+		}
+		r.variants.m[string(key)] = pc
+		r.variants.mu.Unlock()
+	}
+	cp := *pc
+	return &cp, nil
+}

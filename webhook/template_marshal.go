@@ -33,6 +33,8 @@ type rendered struct {
 	volumeJSON    [][]byte
 	// securityJSON is the template's pod security context (nil if none).
 	securityJSON []byte
+	// variants caches the per-pod variants of the containers (podcontainers.go).
+	variants variantCache
 	// cni is set when the template injects istio-validation (istio-cni):
 	// the excluded inbound ports annotation then follows the pod's.
 	cni    bool
