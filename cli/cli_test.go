@@ -12,6 +12,7 @@ import (
 	"github.com/stretchr/testify/require"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
+	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -174,6 +175,8 @@ func TestCanaryRevisionFollowsStable(t *testing.T) {
 	mirror.ProxyImage = "registry.example.com:5000/mesh/proxyv2:1.22.6"
 	mirror.ControlPlane.Image = "registry.example.com:5000/mesh/pilot@sha256:0123"
 	bare := v1alpha1.Revision{Name: "1-22-6", Version: "1.22.6"}
+	helmStable := v1alpha1.Revision{Name: "1-22-6", Version: "1.22.6", ControlPlane: &v1alpha1.ControlPlane{Helm: &v1alpha1.HelmControlPlane{
+		Repository: "http://127.0.0.1:18090", ChartVersion: "1.22.5", Values: &apiextensionsv1.JSON{Raw: []byte(`{"pilot":{"replicaCount":2}}`)}}}}
 
 	cases := map[string]struct {
 		stable *v1alpha1.Revision
@@ -205,6 +208,16 @@ func TestCanaryRevisionFollowsStable(t *testing.T) {
 		"no control plane and the manager's proxy repository when stable names neither": {
 			stable: &bare,
 			want:   v1alpha1.Revision{Name: "1-23-6", Version: "1.23.6"},
+		},
+		"a helm stable: the canary's control plane is Istio's chart at its version, from stable's repository with stable's values": {
+			stable: &helmStable,
+			want: v1alpha1.Revision{Name: "1-23-6", Version: "1.23.6", ControlPlane: &v1alpha1.ControlPlane{Helm: &v1alpha1.HelmControlPlane{
+				Repository: "http://127.0.0.1:18090", Values: &apiextensionsv1.JSON{Raw: []byte(`{"pilot":{"replicaCount":2}}`)}}}},
+		},
+		"a helm stable and --control-plane-image: an image control plane, as asked": {
+			stable: &helmStable,
+			opts:   canaryDeployOptions{controlPlaneImage: "my/pilot:canary"},
+			want:   v1alpha1.Revision{Name: "1-23-6", Version: "1.23.6", ControlPlane: &v1alpha1.ControlPlane{Image: "my/pilot:canary"}},
 		},
 		"a control plane when asked for one although stable has none": {
 			stable: &bare,

@@ -216,13 +216,7 @@ still rolling out from an earlier run is followed rather than restarted again.`,
   meshrev dataplane upgrade -n default reviews-v1 reviews-v3 --wait
   meshrev dataplane upgrade --gateways --wait
   meshrev dataplane upgrade --all --batch 5`,
-		RunE: func(cmd *cobra.Command, args []string) error {
-			o.args = args
-			if err := o.validate(); err != nil {
-				return err
-			}
-			return o.run(cmd.Context())
-		},
+		RunE: func(cmd *cobra.Command, args []string) error { return o.execute(cmd.Context(), args) },
 	}
 	f := cmd.Flags()
 	f.StringVarP(&o.namespace, "namespace", "n", "", "only workloads of this namespace (default: all namespaces)")
@@ -233,6 +227,16 @@ still rolling out from an earlier run is followed rather than restarted again.`,
 	f.DurationVar(&o.timeout, "timeout", defaultTimeout, "how long to wait for each rollout")
 	f.DurationVar(&o.overallTimeout, "overall-timeout", 0, "how long to wait for the whole upgrade (0: no limit)")
 	return cmd
+}
+
+// execute is "dataplane upgrade [WORKLOAD...]": the verb and the
+// dashboard's buttons both run it.
+func (o *dataplaneUpgradeOptions) execute(ctx context.Context, args []string) error {
+	o.args = args
+	if err := o.validate(); err != nil {
+		return err
+	}
+	return o.run(ctx)
 }
 
 func (o *dataplaneUpgradeOptions) validate() error {

@@ -52,21 +52,25 @@ repository (docker.io/istio/pilot when none) tagged VERSION.`,
 		Example: `  meshrev canary deploy 1.23.6
   meshrev canary deploy 1.23.6 --load-balancer`,
 		Args: exactArgs(1, "VERSION"),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			if err := o.complete(args); err != nil {
-				return err
-			}
-			if err := o.validate(); err != nil {
-				return err
-			}
-			return o.run(cmd.Context())
-		},
+		RunE: func(cmd *cobra.Command, args []string) error { return o.execute(cmd.Context(), args) },
 	}
 	f := cmd.Flags()
 	f.StringVar(&o.proxyImage, "proxy-image", "", "sidecar proxy image (default: stable's proxy repository tagged VERSION, else the manager's --proxy-image-repo, "+revisions.DefaultProxyImageRepo+" unless configured)")
-	f.StringVar(&o.controlPlaneImage, "control-plane-image", "", "control plane image (default: stable's control-plane repository, or "+revisions.DefaultControlPlaneImageRepo+", tagged VERSION)")
+	f.StringVar(&o.controlPlaneImage, "control-plane-image", "", "control plane image (default: stable's control-plane repository, or "+revisions.DefaultControlPlaneImageRepo+", tagged VERSION; when stable's control plane is a Helm release, the canary's is one too, from the same repository, unless this flag or --load-balancer asks for an image)")
 	f.BoolVar(&o.loadBalancer, "load-balancer", false, "expose the canary's control plane through a Service of type LoadBalancer")
 	return cmd
+}
+
+// execute is "canary deploy VERSION": the verb and the dashboard's button
+// both run it.
+func (o *canaryDeployOptions) execute(ctx context.Context, args []string) error {
+	if err := o.complete(args); err != nil {
+		return err
+	}
+	if err := o.validate(); err != nil {
+		return err
+	}
+	return o.run(ctx)
 }
 
 func (o *canaryDeployOptions) complete(args []string) error {
@@ -103,6 +107,17 @@ func (o *canaryDeployOptions) canaryRevision(stable *v1alpha1.Revision) v1alpha1
 		stableCP = stable.ControlPlane
 	}
 	if stableCP == nil && o.controlPlaneImage == "" && !o.loadBalancer {
+		return rev
+	}
+	if stableCP != nil && stableCP.Helm != nil && o.controlPlaneImage == "" && !o.loadBalancer {
+		// Stable's control plane is a release of Istio's charts: so is the
+		// canary's, from the same repository with the same values, at the
+		// canary's version (its own chart version defaults to it).
+		h := &v1alpha1.HelmControlPlane{Repository: stableCP.Helm.Repository}
+		if stableCP.Helm.Values != nil {
+			h.Values = stableCP.Helm.Values.DeepCopy()
+		}
+		rev.ControlPlane = &v1alpha1.ControlPlane{Helm: h}
 		return rev
 	}
 	cp := &v1alpha1.ControlPlane{Image: o.controlPlaneImage}
@@ -161,7 +176,10 @@ func (o *canaryDeployOptions) run(ctx context.Context) error {
 	} else {
 		fmt.Fprintf(out, "  proxy image:   the manager's --proxy-image-repo (%s unless configured) tagged %s\n", revisions.DefaultProxyImageRepo, added.Version)
 	}
-	if cp := added.ControlPlane; cp != nil {
+	if cp := added.ControlPlane; cp != nil && cp.Helm != nil {
+		fmt.Fprintf(out, "  control plane: Helm release %s of Istio's istiod chart %s from %s\n",
+			revisions.ControlPlaneName(added.Name), revisions.ChartVersion(&added), revisions.ChartRepository(cp.Helm))
+	} else if cp != nil {
 		st := cp.ServiceType
 		if st == "" {
 			st = corev1.ServiceTypeClusterIP

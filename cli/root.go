@@ -147,6 +147,7 @@ Run "` + name + ` status" to see where the mesh stands and what to do next.`,
 		newDataplaneCommand(g),
 		newUnpublishCommand(g),
 		newRevokeCommand(g),
+		newDashboardCommand(g),
 		newVersionCommand(g),
 	)
 	return root

@@ -25,7 +25,7 @@ trap cleanup EXIT
 log() { printf '%s  %s\n' "$(date -u +%T)" "$*" >&2; }
 now() { date +%s.%N; }
 
-hack/dev.sh up >"$DIR/dev-up.log" 2>&1 || { cat "$DIR/dev-up.log"; exit 1; }
+CONTROL_PLANES=image hack/dev.sh up >"$DIR/dev-up.log" 2>&1 || { cat "$DIR/dev-up.log"; exit 1; }
 PID=$(cat "$DIR/manager.pid")
 log "cluster and manager up (pid $PID) in $DIR; $SIZE pods in $NAMESPACES namespaces"
 

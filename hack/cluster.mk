@@ -23,5 +23,10 @@ cluster-down: ## Stop the local cluster started by cluster-up (logs stay in .dev
 cluster-status: ## Tell whether the local cluster is running and healthy
 	$(GO) run ./hack/cluster status
 
-test-e2e: cluster-build ## Run the e2e tests (all but the fault suite, see test-faults) against a fresh local cluster in a temp dir (MESHREV_E2E_KUBECONFIG=.dev/kubeconfig reuses cluster-up's)
-	$(GO) test -tags e2e ./test/e2e/... -count=1 -timeout $(E2E_TIMEOUT) -skip '^TestFaults$$'
+# E2E_ARTIFACTS keeps what the tests save with t.ArtifactDir (the
+# dashboard's screenshots), under _artifacts/.
+E2E_ARTIFACTS ?= $(CURDIR)/.dev/e2e
+
+test-e2e: cluster-build chromium ## Run the e2e tests (all but the fault suite, see test-faults) against a fresh local cluster in a temp dir (MESHREV_E2E_KUBECONFIG=.dev/kubeconfig reuses cluster-up's); screenshots under .dev/e2e
+	mkdir -p $(E2E_ARTIFACTS)
+	MESHREV_CHROMIUM=$(CHROMIUM) $(GO) test -tags e2e ./test/e2e/... -count=1 -timeout $(E2E_TIMEOUT) -skip '^TestFaults$$' -artifacts -outputdir $(E2E_ARTIFACTS)

@@ -20,6 +20,14 @@ PORT=${MESHREV_WEBHOOK_PORT:-19443}
 METRICS_PORT=${MESHREV_METRICS_PORT:-18080}
 PROBE_PORT=${MESHREV_PROBE_PORT:-18081}
 NS=meshrev-system
+# CONTROL_PLANES=helm (default): the revisions' control planes are Helm
+# releases of Istio's own charts, served on 127.0.0.1:$CHARTS_PORT by
+# hack/istiocharts (packaged from the istio.io/istio module test/istiocharts
+# pins, as 1.22.6, 1.23.6 and 1.24.2). CONTROL_PLANES=image: meshrev's own
+# Deployment and Service per revision.
+CONTROL_PLANES=${CONTROL_PLANES:-helm}
+CHARTS_PORT=${MESHREV_CHARTS_PORT:-18090}
+CHARTS_PIDFILE=$DEV/istiocharts.pid
 # PIDFILE is the supervisor's (hack/dev.sh supervise), which restarts the
 # manager whenever it exits; CHILDFILE is the running manager's.
 PIDFILE=$DEV/manager.pid
@@ -42,6 +50,32 @@ stop_manager() {
     kill -9 "$pid" 2>/dev/null || true
   fi
   rm -f "$PIDFILE" "$CHILDFILE"
+}
+
+stop_charts() {
+  if [[ -f $CHARTS_PIDFILE ]] && kill -0 "$(cat "$CHARTS_PIDFILE")" 2>/dev/null &&
+    tr '\0' ' ' <"/proc/$(cat "$CHARTS_PIDFILE")/cmdline" 2>/dev/null | grep -q istiocharts; then
+    say "stopping the chart repository (pid $(cat "$CHARTS_PIDFILE"))"
+    kill "$(cat "$CHARTS_PIDFILE")"
+  fi
+  rm -f "$CHARTS_PIDFILE"
+}
+
+# start_charts serves Istio's charts on 127.0.0.1:$CHARTS_PORT (the Mesh
+# keeps that address, so it is fixed) and waits for its index.
+start_charts() {
+  stop_charts
+  say "serving Istio's charts (base, istiod 1.22.6 1.23.6 1.24.2) on 127.0.0.1:$CHARTS_PORT (log: $LOGS/istiocharts.log)"
+  go build -o "$BIN/istiocharts" ./hack/istiocharts
+  nohup "$BIN/istiocharts" -listen "127.0.0.1:$CHARTS_PORT" -module "$ROOT/test/istiocharts" \
+    -versions 1.22.6,1.23.6,1.24.2 >"$LOGS/istiocharts.log" 2>&1 &
+  echo $! >"$CHARTS_PIDFILE"
+  for _ in $(seq 120); do
+    curl -fs "http://127.0.0.1:$CHARTS_PORT/index.yaml" >/dev/null 2>&1 && return
+    kill -0 "$(cat "$CHARTS_PIDFILE")" 2>/dev/null || { cat "$LOGS/istiocharts.log"; die "the chart repository exited (log: $LOGS/istiocharts.log)"; }
+    sleep 1
+  done
+  die "the chart repository did not answer within 120 s (log: $LOGS/istiocharts.log)"
 }
 
 # supervise runs meshrev-manager and starts it again whenever it exits (a
@@ -79,12 +113,22 @@ up() {
   go build -o "$BIN/meshrev" ./cmd/meshrev
   ln -sf meshrev "$BIN/kubectl-meshrev"
 
-  say "installing the chart (release meshrev, namespace $NS, stable 1.22.6)"
+  local charts=()
+  case $CONTROL_PLANES in
+    helm)
+      start_charts
+      charts=(--set mesh.controlPlane.helm.repository="http://127.0.0.1:$CHARTS_PORT") ;;
+    image) ;;
+    *) die "CONTROL_PLANES=$CONTROL_PLANES: want helm or image" ;;
+  esac
+
+  say "installing the chart (release meshrev, namespace $NS, stable 1.22.6, $CONTROL_PLANES control planes)"
   "$BIN/helm" upgrade --install meshrev charts/meshrev -n "$NS" --create-namespace --wait=false \
     --set manager.enabled=false \
     --set webhook.url="https://127.0.0.1:$PORT" \
     --set mesh.stable.version=1.22.6 \
     --set mesh.controlPlane.enabled=true \
+    "${charts[@]}" \
     --set mesh.namespace=istio-system >"$LOGS/helm.log" 2>&1 || { cat "$LOGS/helm.log"; die "helm install failed (log: $LOGS/helm.log)"; }
 
   stop_manager
@@ -114,6 +158,7 @@ up() {
 
 down() {
   stop_manager
+  stop_charts
   go run ./hack/cluster down
 }
 

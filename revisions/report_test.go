@@ -175,6 +175,12 @@ func TestRunningRevision(t *testing.T) {
 		"a label naming another revision than the status runs nothing": {
 			labels: map[string]string{LabelRevision: "9-9-9"}, annotations: map[string]string{AnnotationStatus: statusOf("1-22-6")},
 		},
+		"a native sidecar (istio-proxy among the init containers) runs the revision": {
+			labels: map[string]string{LabelRevision: "1-22-6"}, annotations: map[string]string{AnnotationStatus: `{"revision":"1-22-6","containers":[],"initContainers":["istio-init","istio-proxy"]}`}, want: "1-22-6",
+		},
+		"a status that lists only istio-init runs nothing": {
+			labels: map[string]string{LabelRevision: "1-22-6"}, annotations: map[string]string{AnnotationStatus: `{"revision":"1-22-6","containers":[],"initContainers":["istio-init"]}`},
+		},
 		"a status that lists no container runs nothing": {
 			labels: map[string]string{LabelRevision: "1-22-6"}, annotations: map[string]string{AnnotationStatus: `{"revision":"1-22-6","containers":[]}`},
 		},

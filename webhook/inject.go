@@ -489,7 +489,7 @@ func previousInjection(p *podIn) (*revisions.InjectionStatus, string) {
 // revisionData applies the defaults of a revision's fields.
 func (i *Injector) revisionData(rev *v1alpha1.Revision) RevisionData {
 	d := RevisionData{Name: rev.Name, Version: rev.Version, ProxyImage: rev.ProxyImage, DiscoveryAddress: rev.DiscoveryAddress,
-		CNI: rev.TrafficInterception == v1alpha1.TrafficInterceptionCNI}
+		Proxy: defaultProxy, proxyKey: defaultProxyKey, CNI: rev.TrafficInterception == v1alpha1.TrafficInterceptionCNI}
 	if d.ProxyImage == "" {
 		d.ProxyImage = i.opts.ProxyImageRepo + ":" + rev.Version
 	}
@@ -509,10 +509,10 @@ func (i *Injector) revisionData(rev *v1alpha1.Revision) RevisionData {
 // rendered is an error.
 func (i *Injector) revisionTemplates(ctx context.Context, log logr.Logger, mesh *v1alpha1.Mesh, rev *v1alpha1.Revision) (rt *revisionTemplates, warning string, err error) {
 	rd := i.revisionData(rev)
-	if err := i.releaseProxyImage(ctx, rev, &rd); err != nil {
+	if err := i.releaseSettings(ctx, rev, &rd); err != nil {
 		return nil, "", err
 	}
-	key := templateKey{name: rev.Name, version: rev.Version, proxyImage: rd.ProxyImage, discovery: rd.DiscoveryAddress, templatesCM: rev.Templates, cni: rd.CNI}
+	key := templateKey{name: rev.Name, version: rev.Version, proxyImage: rd.ProxyImage, discovery: rd.DiscoveryAddress, proxy: rd.proxyKey, templatesCM: rev.Templates, cni: rd.CNI}
 	text, err := i.opts.Templates.Templates(ctx, rev)
 	if err == nil {
 		key.text = text
@@ -553,14 +553,16 @@ func (i *Injector) revisionTemplates(ctx context.Context, log logr.Logger, mesh 
 // rd (kept apart from the template cache, whose entry keeps the broken
 // render's error so that it is not rendered again for every pod).
 func (i *Injector) builtinTemplates(rd RevisionData) (*revisionTemplates, error) {
-	if rt, ok := i.builtin.Load(rd); ok {
+	// RevisionData holds maps: its comparable fields are the key.
+	key := templateKey{name: rd.Name, version: rd.Version, proxyImage: rd.ProxyImage, discovery: rd.DiscoveryAddress, proxy: rd.proxyKey}
+	if rt, ok := i.builtin.Load(key); ok {
 		return rt.(*revisionTemplates), nil
 	}
 	rt, err := i.render(rd, i.builtinText)
 	if err != nil {
 		return nil, err
 	}
-	i.builtin.Store(rd, rt)
+	i.builtin.Store(key, rt)
 	return rt, nil
 }
 
@@ -614,7 +616,7 @@ func (i *Injector) ValidateRevision(ctx context.Context, mesh *v1alpha1.Mesh, re
 		return err
 	}
 	rd := i.revisionData(&rev)
-	key := templateKey{name: rev.Name, version: rev.Version, proxyImage: rd.ProxyImage, discovery: rd.DiscoveryAddress, templatesCM: rev.Templates, cni: rd.CNI, text: text}
+	key := templateKey{name: rev.Name, version: rev.Version, proxyImage: rd.ProxyImage, discovery: rd.DiscoveryAddress, proxy: rd.proxyKey, templatesCM: rev.Templates, cni: rd.CNI, text: text}
 	if last, ok := i.checked.Load(rev.Name); ok && last.(templateKey) == key {
 		return nil
 	}

@@ -87,6 +87,8 @@ func decodePod(b []byte) (*podIn, error) {
 				switch string(key) {
 				case "hostNetwork":
 					return w.Decode(&spec.HostNetwork)
+				case "nodeName":
+					return w.String(&spec.NodeName)
 				case "initContainers":
 					err := readContainers(w, &spec.InitFull)
 					spec.InitContainers = nil

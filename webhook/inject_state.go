@@ -9,6 +9,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
+	"github.com/meshrev/meshrev/revisions"
 	"github.com/meshrev/meshrev/revisions/v1alpha1"
 )
 
@@ -24,21 +25,42 @@ import (
 type CacheState struct {
 	reader client.Reader
 	live   client.Reader
+	nodes  *nodeKubelets
 }
 
-// NewCacheState returns a State backed by c. It registers the Mesh and
-// Namespace informers up front, so that the first admission request does not
-// wait for an informer to start; c's scheme must know v1alpha1. live, when
-// not nil, is read (an API call) only when the cache does not hold a pod's
-// namespace yet: a pod created right after its namespace would otherwise be
-// refused until the informer catches up.
+// NewCacheState returns a State backed by c. It registers the Mesh, Namespace
+// and Node informers up front, so that the first admission request does not
+// wait for an informer to start; c's scheme must know v1alpha1, and c should
+// trim Nodes with TrimNode. live, when not nil, is read (an API call) only
+// when the cache does not hold a pod's namespace yet: a pod created right
+// after its namespace would otherwise be refused until the informer catches
+// up.
 func NewCacheState(ctx context.Context, c cache.Cache, live client.Reader) (*CacheState, error) {
 	for _, obj := range []client.Object{&v1alpha1.Mesh{}, &corev1.Namespace{}} {
 		if _, err := c.GetInformer(ctx, obj); err != nil {
 			return nil, fmt.Errorf("cache state: informer for %T: %w", obj, err)
 		}
 	}
-	return &CacheState{reader: c, live: live}, nil
+	nodes, err := watchNodes(ctx, c)
+	if err != nil {
+		return nil, fmt.Errorf("cache state: %w", err)
+	}
+	return &CacheState{reader: c, live: live, nodes: nodes}, nil
+}
+
+// NativeSidecars implements NativeSidecarSupport as Istio decides it: a pod
+// already bound to a node the cache holds (spec.nodeName) follows that
+// node's kubelet; any other pod gets a native sidecar only when every node's
+// kubelet runs them (one atomic load, kept up to date by Node events).
+func (s *CacheState) NativeSidecars(ctx context.Context, nodeName string) bool {
+	if nodeName != "" {
+		var n corev1.Node
+		if err := s.reader.Get(ctx, client.ObjectKey{Name: nodeName}, &n, noDeepCopy); err == nil {
+			return revisions.KubeletRunsNativeSidecars(n.Status.NodeInfo.KubeletVersion)
+		}
+		// Istio, too, falls back to every node when the named one is unknown.
+	}
+	return s.nodes.allNative(ctx)
 }
 
 // Mesh returns the Mesh "default" from the cache, or nil when none exists.

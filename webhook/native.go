@@ -8,12 +8,13 @@ import (
 )
 
 // NativeSidecarSupport is implemented by a State that knows the nodes'
-// kubelet versions (from an informer cache): whether every node runs a
-// kubelet ≥ 1.33, where native sidecars are stable. A revision in
-// SidecarMode Auto injects native sidecars only when it says so; a State
-// without it makes Auto mean Classic.
+// kubelet versions (from an informer cache, CacheState): whether the node
+// named (a pod's spec.nodeName, often "") or else every node runs a kubelet
+// ≥ 1.33, where native sidecars are stable. A revision in SidecarMode Auto
+// injects native sidecars only when it says so; a State without it makes
+// Auto mean Classic.
 type NativeSidecarSupport interface {
-	NativeSidecars(ctx context.Context) bool
+	NativeSidecars(ctx context.Context, nodeName string) bool
 }
 
 // nativeSidecar decides whether the pod's istio-proxy is a native sidecar:
@@ -31,7 +32,7 @@ func (i *Injector) nativeSidecar(ctx context.Context, rev *v1alpha1.Revision, p 
 		return false
 	}
 	if s, ok := i.opts.State.(NativeSidecarSupport); ok {
-		return s.NativeSidecars(ctx)
+		return s.NativeSidecars(ctx, p.Spec.NodeName)
 	}
 	return false
 }

@@ -33,7 +33,10 @@ type podMeta struct {
 }
 
 type podSpec struct {
-	HostNetwork    bool      `json:"hostNetwork"`
+	HostNetwork bool `json:"hostNetwork"`
+	// NodeName is set on a pod created already bound to a node: Auto
+	// sidecar mode then reads that node's kubelet.
+	NodeName       string    `json:"nodeName"`
 	InitContainers []namedIn `json:"initContainers"`
 	// InitFull are the init containers as containers (a native sidecar's
 	// env is read on re-invocation); the walker decodes both at once.

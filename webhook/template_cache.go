@@ -11,8 +11,10 @@ import (
 // (or of the template text) renders again.
 type templateKey struct {
 	name, version, proxyImage, discovery, templatesCM string
-	cni                                               bool
-	text                                              Templates
+	// proxy is the revision's ProxySettings, as a string (comparable).
+	proxy string
+	cni   bool
+	text  Templates
 }
 
 // cacheEntry is what the cache knows of one revision.

@@ -42,6 +42,11 @@ type RevisionData struct {
 	// DiscoveryAddress of the control plane, defaulted to
 	// istiod-<name>.<mesh namespace>.svc:15012.
 	DiscoveryAddress string
+	// Proxy are the sidecar's settings: what the revision's release
+	// installed (helm, external control planes), else Istio's chart defaults.
+	Proxy ProxySettings
+	// proxyKey is Proxy's key (the template cache's).
+	proxyKey string
 	// CNI is set when the revision's trafficInterception is CNI: the
 	// template injects istio-validation instead of istio-init.
 	CNI bool

@@ -69,7 +69,10 @@ var rules = map[string]rule{
 		pkg: "internal/manager", may: []string{"webhook", "revisions/controller", "internal/pki", "internal/readmodel", "revisions", "revisions/v1alpha1"},
 	},
 	"the CLI never imports the webhook, the controller or the manager": {
-		pkg: "cli", may: []string{"revisions", "revisions/v1alpha1", "internal/readmodel", "internal/version"},
+		pkg: "cli", may: []string{"revisions", "revisions/v1alpha1", "internal/readmodel", "internal/version", "cli/dashboard"},
+	},
+	"the dashboard renders and serves, the CLI reads and acts": {
+		pkg: "cli/dashboard", may: []string{"revisions/v1alpha1"}, external: []string{"github.com/go-logr/logr"},
 	},
 	"the CLI's main is a thin main over package cli": {
 		pkg: "cmd/meshrev", may: []string{"cli"},
@@ -91,6 +94,12 @@ var rules = map[string]rule{
 	},
 	"the chart imports no meshrev package": {
 		pkg: "charts",
+	},
+	"Istio's charts for tests and the demo import no meshrev package": {
+		pkg: "internal/istiocharts",
+	},
+	"the chart-repository command uses that library only": {
+		pkg: "hack/istiocharts", may: []string{"internal/istiocharts"},
 	},
 }
 

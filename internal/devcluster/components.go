@@ -14,6 +14,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/kubernetes"
 )
 
@@ -239,11 +240,18 @@ func (b *bootRun) startKwok(context.Context) error {
 }
 
 // createNodes creates the fake nodes kwok-node-0..n-1 (kept when they exist).
+// They report the API server's version as their kubelet's, as the nodes of
+// a real cluster do (kwok would report kwok-vX, which is no kubelet version:
+// Istio and meshrev read it to decide on native sidecars).
 func (b *bootRun) createNodes(ctx context.Context, n int) error {
+	sv, err := b.cs.Discovery().ServerVersion()
+	if err != nil {
+		return fmt.Errorf("reading the API server's version: %w", err)
+	}
 	b.c.NodeNames = nil
 	for i := 0; i < n; i++ {
 		name := fmt.Sprintf("kwok-node-%d", i)
-		if err := createNode(ctx, b.cs, name); err != nil {
+		if err := createNode(ctx, b.cs, name, sv.GitVersion); err != nil {
 			return err
 		}
 		b.c.NodeNames = append(b.c.NodeNames, name)
@@ -309,7 +317,7 @@ func writeKwokConfig(path, stagesFile string) error {
 	return writeFile(path, append([]byte(cfg), stages...), 0o644)
 }
 
-func createNode(ctx context.Context, cs kubernetes.Interface, name string) error {
+func createNode(ctx context.Context, cs kubernetes.Interface, name, kubeletVersion string) error {
 	capacity := corev1.ResourceList{
 		corev1.ResourceCPU:    resource.MustParse("32"),
 		corev1.ResourceMemory: resource.MustParse("256Gi"),
@@ -329,10 +337,16 @@ func createNode(ctx context.Context, cs kubernetes.Interface, name string) error
 				"node.alpha.kubernetes.io/ttl": "0",
 			},
 		},
-		Status: corev1.NodeStatus{Capacity: capacity, Allocatable: capacity},
+		Status: corev1.NodeStatus{Capacity: capacity, Allocatable: capacity,
+			NodeInfo: corev1.NodeSystemInfo{KubeletVersion: kubeletVersion}},
 	}
 	_, err := cs.CoreV1().Nodes().Create(ctx, node, metav1.CreateOptions{})
-	if err != nil && !apierrors.IsAlreadyExists(err) {
+	if apierrors.IsAlreadyExists(err) {
+		// A node kept from an older start reports the kubelet of this one.
+		patch := fmt.Sprintf(`{"status":{"nodeInfo":{"kubeletVersion":%q}}}`, kubeletVersion)
+		_, err = cs.CoreV1().Nodes().Patch(ctx, name, types.MergePatchType, []byte(patch), metav1.PatchOptions{}, "status")
+	}
+	if err != nil {
 		return fmt.Errorf("creating node %s: %w", name, err)
 	}
 	return nil

@@ -148,6 +148,9 @@ func managerOptions(logger logr.Logger, scheme *runtime.Scheme, opts Options) ct
 				// Only injected pods matter (status, facts), as metadata: a
 				// cluster's other pods never enter the cache.
 				&corev1.Pod{}: {Label: labels.NewSelector().Add(*injected)},
+				// Nodes decide sidecarMode Auto: only name and kubelet
+				// version are kept.
+				&corev1.Node{}: {Transform: webhook.TrimNode},
 			},
 		},
 		Client: client.Options{Cache: &client.CacheOptions{

@@ -19,13 +19,18 @@ import (
 	"helm.sh/helm/v3/pkg/release"
 	"helm.sh/helm/v3/pkg/releaseutil"
 	"helm.sh/helm/v3/pkg/storage/driver"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/discovery"
 	"k8s.io/client-go/discovery/cached/memory"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/restmapper"
 	"k8s.io/client-go/tools/clientcmd"
 	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/log"
 	"sigs.k8s.io/yaml"
 
@@ -251,6 +256,77 @@ func (h *helmReleases) managedReleases(ctx context.Context) ([]string, error) {
 	}
 	slices.Sort(out)
 	return slices.Compact(out), nil
+}
+
+// lastResult reads the outcome of the last install or upgrade of release
+// name from Helm's storage: what a restarted manager reports until it acts
+// on the release itself. False when the release has no record.
+func (h *helmReleases) lastResult(ctx context.Context, name string) (releaseResult, bool, error) {
+	cfg, err := h.config(ctx)
+	if err != nil {
+		return releaseResult{}, false, err
+	}
+	last, err := cfg.Releases.Last(name)
+	if errors.Is(err, driver.ErrReleaseNotFound) {
+		return releaseResult{}, false, nil
+	}
+	if err != nil {
+		return releaseResult{}, false, fmt.Errorf("read release %s: %w", name, err)
+	}
+	return resultOf(last), true, nil
+}
+
+// resultOf is what meshrev reports of a release record of Helm's storage:
+// its status and chart version, and Helm's description of a failure.
+func resultOf(rel *release.Release) releaseResult {
+	var res releaseResult
+	if rel.Info != nil {
+		res.status = rel.Info.Status.String()
+		if rel.Info.Status == release.StatusFailed {
+			res.err = rel.Info.Description
+		}
+	}
+	if rel.Chart != nil && rel.Chart.Metadata != nil {
+		res.chartVersion = rel.Chart.Metadata.Version
+	}
+	return res
+}
+
+// releaseSecretName is the Secret Helm's storage keeps version v of release name in.
+func releaseSecretName(name string, v int) string {
+	return fmt.Sprintf("sh.helm.release.v1.%s.v%d", name, v)
+}
+
+// ownRecords gives the Secrets that record release d in Helm's storage the
+// owner d's objects have (the Mesh, deletion policy Uninstall), or none
+// (Orphan): deleting the Mesh then removes the release's records with its
+// objects, even when meshrev is gone. Helm rewrites a record's metadata when
+// it supersedes it, so every record of the release is patched after each
+// install or upgrade (rare: only when the release's hash changes).
+func (h *helmReleases) ownRecords(ctx context.Context, c client.Client, d desiredRelease) error {
+	cfg, err := h.config(ctx)
+	if err != nil {
+		return err
+	}
+	hist, err := cfg.Releases.History(d.name)
+	if err != nil {
+		return fmt.Errorf("read the records of release %s: %w", d.name, err)
+	}
+	owners := []byte(`null`)
+	if d.owner != nil {
+		owners, err = json.Marshal([]metav1.OwnerReference{{APIVersion: d.owner.APIVersion, Kind: d.owner.Kind, Name: d.owner.Name, UID: types.UID(d.owner.UID)}})
+		if err != nil {
+			return err
+		}
+	}
+	patch := client.RawPatch(types.MergePatchType, []byte(`{"metadata":{"ownerReferences":`+string(owners)+`}}`))
+	for _, rel := range hist {
+		s := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: h.namespace, Name: releaseSecretName(d.name, rel.Version)}}
+		if err := c.Patch(ctx, s, patch); err != nil && !apierrors.IsNotFound(err) {
+			return fmt.Errorf("set the owner of release record %s/%s: %w", h.namespace, s.Name, err)
+		}
+	}
+	return nil
 }
 
 // uninstall removes release name and its objects.

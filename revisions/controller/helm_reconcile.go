@@ -126,10 +126,34 @@ func (r *Reconciler) reconcileIstiod(ctx context.Context, mesh *v1alpha1.Mesh, r
 		return fmt.Errorf("read control plane of revision %s: %w", rev.Name, err)
 	}
 	if err == nil && dep.Annotations[AnnotationReleaseHash] == d.hash {
-		r.helm.recordIfNone(rev.Name, releaseResult{status: ReleaseDeployed, chartVersion: d.version})
-		return nil
+		// Installed as the spec says. A manager that has not acted on the
+		// release itself (restarted, or a new leader) reports what Helm's
+		// storage recorded, read once.
+		if r.helm.deployed(rev.Name, d.version) {
+			return nil
+		}
+		res, ok, err := r.helm.lastResult(ctx, d.name)
+		if err != nil {
+			return fmt.Errorf("control plane of revision %s: %w", rev.Name, err)
+		}
+		if ok && res.status == ReleaseDeployed {
+			// The records' owner too: a manager stopped between an upgrade
+			// and that patch left it undone.
+			if err := r.helm.ownRecords(ctx, r.client, d); err != nil {
+				return fmt.Errorf("control plane of revision %s: %w", rev.Name, err)
+			}
+			r.helm.record(rev.Name, res)
+			return nil
+		}
+		// Objects stamped, but the last record is not deployed (an upgrade
+		// that failed after applying them) or there is none (Helm's Secrets
+		// deleted by hand): install or upgrade again, which takes the
+		// objects back into a deployed release.
 	}
 	if err := r.helm.apply(ctx, d); err != nil {
+		return fmt.Errorf("control plane of revision %s: %w", rev.Name, err)
+	}
+	if err := r.helm.ownRecords(ctx, r.client, d); err != nil {
 		return fmt.Errorf("control plane of revision %s: %w", rev.Name, err)
 	}
 	r.helm.record(rev.Name, releaseResult{status: ReleaseDeployed, chartVersion: d.version})
@@ -188,12 +212,13 @@ func (h *helmReleases) record(rev string, res releaseResult) {
 	h.results[rev] = res
 }
 
-func (h *helmReleases) recordIfNone(rev string, res releaseResult) {
+// deployed reports whether this manager recorded rev's release deployed at
+// chart version.
+func (h *helmReleases) deployed(rev, version string) bool {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	if old, ok := h.results[rev]; !ok || old.status != ReleaseDeployed || old.chartVersion != res.chartVersion {
-		h.results[rev] = res
-	}
+	res, ok := h.results[rev]
+	return ok && res.status == ReleaseDeployed && res.chartVersion == version
 }
 
 func (h *helmReleases) forget(rev string) {

@@ -12,6 +12,7 @@ import (
 	"github.com/stretchr/testify/require"
 	"helm.sh/helm/v3/pkg/chart"
 	"helm.sh/helm/v3/pkg/chartutil"
+	"helm.sh/helm/v3/pkg/release"
 	"helm.sh/helm/v3/pkg/repo"
 	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -216,4 +217,34 @@ func TestChartCache(t *testing.T) {
 		require.Len(t, entries, 1, "one directory per repository fetched from (a local directory is its own cache)")
 		assert.FileExists(t, filepath.Join(cache.dir, entries[0].Name(), "istiod-1.23.6.tgz"))
 	})
+}
+
+func TestResultOfReleaseRecord(t *testing.T) {
+	withChart := func(status release.Status, desc string) *release.Release {
+		return &release.Release{Info: &release.Info{Status: status, Description: desc},
+			Chart: &chart.Chart{Metadata: &chart.Metadata{Name: "istiod", Version: "1.23.6"}}}
+	}
+	cases := map[string]struct {
+		rel  *release.Release
+		want releaseResult
+	}{
+		"a deployed release reports its status and chart version": {
+			rel: withChart(release.StatusDeployed, "Upgrade complete"), want: releaseResult{status: ReleaseDeployed, chartVersion: "1.23.6"},
+		},
+		"a failed release also reports Helm's description as the error": {
+			rel:  withChart(release.StatusFailed, "Release \"istiod-1-23-6\" failed: timed out"),
+			want: releaseResult{status: ReleaseFailed, chartVersion: "1.23.6", err: "Release \"istiod-1-23-6\" failed: timed out"},
+		},
+		"a release half way through an upgrade says so": {
+			rel: withChart(release.StatusPendingUpgrade, "Preparing upgrade"), want: releaseResult{status: "pending-upgrade", chartVersion: "1.23.6"},
+		},
+		"a record without its chart reports the status only": {
+			rel: &release.Release{Info: &release.Info{Status: release.StatusDeployed}}, want: releaseResult{status: ReleaseDeployed},
+		},
+	}
+	for name, c := range cases {
+		t.Run(name, func(t *testing.T) {
+			assert.Equal(t, c.want, resultOf(c.rel))
+		})
+	}
 }

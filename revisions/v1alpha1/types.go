@@ -138,10 +138,11 @@ type Revision struct {
 	// SidecarMode says how istio-proxy is injected: Native as a Kubernetes
 	// native sidecar (an init container with restartPolicy Always, so that a
 	// Job's pod completes and init containers are in the mesh; Kubernetes ≥
-	// 1.33), Classic as a container. Auto (the default) is meant to inject
-	// natively when every node's kubelet is ≥ 1.33; the manager does not
-	// read nodes yet, so Auto injects as Classic today. The pod annotation
-	// sidecar.istio.io/nativeSidecar overrides it, as in Istio.
+	// 1.33), Classic as a container. Auto (the default) injects natively
+	// when every node's kubelet (status.nodeInfo.kubeletVersion) is ≥ 1.33,
+	// or, for a pod created already bound to a node, when that node's is, as
+	// Istio decides it; the manager reads the nodes from its cache. The pod
+	// annotation sidecar.istio.io/nativeSidecar overrides it, as in Istio.
 	// +kubebuilder:validation:Enum=Auto;Native;Classic
 	// +optional
 	SidecarMode SidecarMode `json:"sidecarMode,omitempty"`

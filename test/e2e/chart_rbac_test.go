@@ -130,6 +130,10 @@ func allowedToManager(ctx context.Context, sa *kubernetes.Clientset, app string)
 			_, err := sa.CoreV1().Secrets(meshrevNamespace).Get(ctx, "meshrev-webhook-tls", metav1.GetOptions{})
 			return err
 		},
+		"list nodes (their kubelet versions decide sidecarMode Auto)": func() error {
+			_, err := sa.CoreV1().Nodes().List(ctx, metav1.ListOptions{Limit: 1})
+			return err
+		},
 		"patch a namespace's labels": func() error {
 			_, err := sa.CoreV1().Namespaces().Patch(ctx, app, types.MergePatchType, []byte(`{"metadata":{"labels":{"e2e":"x"}}}`), metav1.PatchOptions{DryRun: dry})
 			return err
@@ -157,6 +161,13 @@ func deniedToManager(ctx context.Context, sa *kubernetes.Clientset, app string) 
 		"delete a namespace": func() error {
 			return sa.CoreV1().Namespaces().Delete(ctx, app, metav1.DeleteOptions{DryRun: dry})
 		},
+		"label a node": func() error {
+			_, err := sa.CoreV1().Nodes().Patch(ctx, "kwok-node-0", types.MergePatchType, []byte(`{"metadata":{"labels":{"e2e":"x"}}}`), metav1.PatchOptions{DryRun: dry})
+			return err
+		},
+		"delete a node": func() error {
+			return sa.CoreV1().Nodes().Delete(ctx, "kwok-node-0", metav1.DeleteOptions{DryRun: dry})
+		},
 		"create a pod": func() error {
 			_, err := sa.CoreV1().Pods(app).Create(ctx, testPod("forbidden", nil), metav1.CreateOptions{DryRun: dry})
 			return err
@@ -179,6 +190,14 @@ func deniedToManager(ctx context.Context, sa *kubernetes.Clientset, app string) 
 				RoleRef:    rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "ClusterRole", Name: "cluster-admin"},
 				Subjects:   []rbacv1.Subject{{Kind: rbacv1.ServiceAccountKind, Name: chartServiceAccount, Namespace: meshrevNamespace}},
 			}, metav1.CreateOptions{DryRun: dry})
+			return err
+		},
+		"create a ClusterRole (the RBAC of helm control planes is off by default)": func() error {
+			_, err := sa.RbacV1().ClusterRoles().Create(ctx, &rbacv1.ClusterRole{ObjectMeta: metav1.ObjectMeta{Name: "meshrev-forbidden"}}, metav1.CreateOptions{DryRun: dry})
+			return err
+		},
+		"write a Helm release record in the mesh namespace (helm control planes are off by default)": func() error {
+			_, err := sa.CoreV1().Secrets(controlPlaneNamespace).Create(ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "sh.helm.release.v1.istiod-1-22-6.v1"}}, metav1.CreateOptions{DryRun: dry})
 			return err
 		},
 		"edit the Mesh spec (people do that, through the validator)": func() error {

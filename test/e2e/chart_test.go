@@ -18,7 +18,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -222,7 +221,7 @@ func (ci *chartInstall) podsInjected(t *testing.T) {
 	require.Len(t, pods, 2)
 	for _, p := range pods {
 		assert.Equal(t, "1-22-6", p.Labels[revisions.LabelRevision])
-		assert.True(t, slices.ContainsFunc(p.Spec.Containers, func(c corev1.Container) bool { return c.Name == "istio-proxy" }), "pod %s has the sidecar", p.Name)
+		assert.NotNil(t, sidecarOf(&p), "pod %s has the sidecar", p.Name)
 	}
 }
 

@@ -158,8 +158,10 @@ func cliRevisionsOf(t *testing.T, ns, name string) []string {
 		if rev != "" {
 			v, err := revisions.VersionFromRevisionName(rev)
 			require.NoError(t, err)
-			idx := slices.IndexFunc(p.Spec.Containers, func(c corev1.Container) bool { return strings.HasSuffix(c.Image, ":"+v.String()) })
-			require.GreaterOrEqual(t, idx, 0, "pod %s/%s is labelled %s but no container runs proxy %s: %+v", ns, p.Name, rev, v, p.Spec.Containers)
+			// A native sidecar is an init container; a gateway's proxy keeps its own name.
+			all := append(slices.Clone(p.Spec.InitContainers), p.Spec.Containers...)
+			idx := slices.IndexFunc(all, func(c corev1.Container) bool { return strings.HasSuffix(c.Image, ":"+v.String()) })
+			require.GreaterOrEqual(t, idx, 0, "pod %s/%s is labelled %s but no container runs proxy %s: %+v", ns, p.Name, rev, v, all)
 		}
 		revs = append(revs, rev)
 	}

@@ -281,7 +281,7 @@ func runLoad(ctx context.Context, ns string) *load {
 				return
 			}
 			l.latencies = append(l.latencies, took)
-			if !slices.ContainsFunc(got.Spec.Containers, func(c corev1.Container) bool { return c.Name == "istio-proxy" }) {
+			if sidecarOf(got) == nil {
 				l.uninjected = append(l.uninjected, got.Name)
 				return
 			}
@@ -330,7 +330,7 @@ func newFaultEnv(t *testing.T, extra ...string) *faultEnv {
 func (e *faultEnv) waitInjects(t *testing.T) {
 	require.Eventually(t, func() bool {
 		got, _, err := dryRunPodCtx(t.Context(), e.ns, testPod("ready", nil))
-		return err == nil && len(got.Spec.Containers) == 2
+		return err == nil && sidecarOf(got) != nil
 	}, faultReadyWait, 200*time.Millisecond)
 }
 

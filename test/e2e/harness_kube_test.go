@@ -361,3 +361,17 @@ func updateMesh(t *testing.T, edit func(*v1alpha1.Mesh)) (*v1alpha1.Mesh, []stri
 	})
 	return &mesh, rec.take(), err
 }
+
+// sidecarOf returns the pod's istio-proxy, a native sidecar (init container)
+// or a classic one (container), or nil: sidecarMode Auto makes it native on
+// the local cluster's 1.36 nodes.
+func sidecarOf(p *corev1.Pod) *corev1.Container {
+	for _, cs := range [][]corev1.Container{p.Spec.InitContainers, p.Spec.Containers} {
+		for i := range cs {
+			if cs[i].Name == "istio-proxy" {
+				return &cs[i]
+			}
+		}
+	}
+	return nil
+}

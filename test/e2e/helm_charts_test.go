@@ -3,23 +3,16 @@
 package e2e
 
 // Istio's own Helm charts, served to meshrev from a chart repository on
-// 127.0.0.1: the charts come from the istio.io/istio module pinned by the
-// test-only module test/istiocharts, packaged under the versions the tests
-// stand them in for.
+// 127.0.0.1 (internal/istiocharts): the charts come from the istio.io/istio
+// module pinned by the test-only module test/istiocharts, packaged under the
+// versions the tests stand them in for.
 
 import (
-	"encoding/json"
-	"net"
-	"net/http"
-	"os"
-	"os/exec"
-	"path/filepath"
 	"testing"
 
 	"github.com/stretchr/testify/require"
-	"helm.sh/helm/v3/pkg/chart/loader"
-	"helm.sh/helm/v3/pkg/chartutil"
-	"helm.sh/helm/v3/pkg/repo"
+
+	"github.com/meshrev/meshrev/internal/istiocharts"
 )
 
 // istioChartsModule is the test-only module that pins istio.io/istio.
@@ -29,16 +22,10 @@ const istioChartsModule = "../istiocharts"
 // the module cache (downloaded through the module proxy when missing).
 func istioSource(t *testing.T) string {
 	t.Helper()
-	cmd := exec.CommandContext(t.Context(), "go", "mod", "download", "-json", "istio.io/istio")
-	cmd.Dir = istioChartsModule
-	cmd.Env = append(os.Environ(), "GOFLAGS=-mod=mod")
-	out, err := cmd.Output()
-	require.NoError(t, err, "go mod download istio.io/istio in %s: %s", istioChartsModule, out)
-	var mod struct{ Dir, Error string }
-	require.NoError(t, json.Unmarshal(out, &mod))
-	require.Empty(t, mod.Error)
-	require.DirExists(t, mod.Dir)
-	return mod.Dir
+	dir, err := istiocharts.Source(t.Context(), istioChartsModule)
+	require.NoError(t, err)
+	require.DirExists(t, dir)
+	return dir
 }
 
 // serveIstioCharts packages Istio's base and istiod charts under each of
@@ -46,25 +33,10 @@ func istioSource(t *testing.T) string {
 // 127.0.0.1, and returns its URL.
 func serveIstioCharts(t *testing.T, versions ...string) string {
 	t.Helper()
-	src := istioSource(t)
 	dir := t.TempDir()
-	for _, chartDir := range []string{"manifests/charts/base", "manifests/charts/istio-control/istio-discovery"} {
-		for _, v := range versions {
-			ch, err := loader.LoadDir(filepath.Join(src, chartDir))
-			require.NoError(t, err, "load %s", chartDir)
-			ch.Metadata.Version, ch.Metadata.AppVersion = v, v
-			_, err = chartutil.Save(ch, dir)
-			require.NoError(t, err)
-		}
-	}
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, istiocharts.Package(istioSource(t), dir, versions...))
+	r, err := istiocharts.Serve(dir, "127.0.0.1:0")
 	require.NoError(t, err)
-	url := "http://" + l.Addr().String()
-	idx, err := repo.IndexDirectory(dir, url)
-	require.NoError(t, err)
-	require.NoError(t, idx.WriteFile(filepath.Join(dir, "index.yaml"), 0o644))
-	srv := &http.Server{Handler: http.FileServer(http.Dir(dir))}
-	go func() { _ = srv.Serve(l) }()
-	t.Cleanup(func() { _ = srv.Close() })
-	return url
+	t.Cleanup(func() { _ = r.Close() })
+	return r.URL
 }

@@ -117,10 +117,11 @@ func TestInjectorThroughTheAPIServer(t *testing.T) {
 		pods := injWaitPods(t, enabled, "app=reviews-v2", 2)
 		for _, p := range pods {
 			assert.Equal(t, "1-22-6", p.Labels[revisions.LabelRevision])
-			assert.Equal(t, []string{"app", "istio-proxy"}, containerNames(p.Spec.Containers))
-			assert.Equal(t, []string{"istio-init"}, containerNames(p.Spec.InitContainers))
-			assert.Equal(t, "docker.io/istio/proxyv2:1.22.6", p.Spec.Containers[1].Image)
-			assert.Contains(t, injEnvValue(p.Spec.Containers[1], "ISTIO_META_WORKLOAD_NAME"), d.Name)
+			// sidecarMode Auto on the 1.36 nodes: a native sidecar.
+			assert.Equal(t, []string{"app"}, containerNames(p.Spec.Containers))
+			assert.Equal(t, []string{"istio-init", "istio-proxy"}, containerNames(p.Spec.InitContainers))
+			assert.Equal(t, "docker.io/istio/proxyv2:1.22.6", p.Spec.InitContainers[1].Image)
+			assert.Contains(t, injEnvValue(p.Spec.InitContainers[1], "ISTIO_META_WORKLOAD_NAME"), d.Name)
 		}
 		injWaitPodsReady(t, enabled, "app=reviews-v2", 2)
 	})
@@ -131,7 +132,8 @@ func TestInjectorThroughTheAPIServer(t *testing.T) {
 		assert.Empty(t, warnings)
 		assert.Equal(t, "1-23-6", p.Labels[revisions.LabelRevision])
 		assert.Equal(t, "1-23-6", p.Annotations["e2e.meshrev.io/template"])
-		assert.Equal(t, "docker.io/istio/proxyv2:1.23.6", p.Spec.Containers[1].Image)
+		require.NotNil(t, sidecarOf(p))
+		assert.Equal(t, "docker.io/istio/proxyv2:1.23.6", sidecarOf(p).Image)
 	})
 
 	t.Run("a gateway keeps its container and gets the proxy image", func(t *testing.T) {
@@ -179,8 +181,8 @@ func TestInjectorThroughTheAPIServer(t *testing.T) {
 		require.NoError(t, err)
 		assert.InDelta(t, 1, injectedCount(t, reg, "1-22-6")-before, 0, "the injector must have been called exactly once for the pod")
 		assert.Equal(t, "true", p.Labels["e2e.meshrev.io/touched"], "the second webhook did not run")
-		assert.Equal(t, []string{"app", "istio-proxy"}, containerNames(p.Spec.Containers))
-		assert.Equal(t, []string{"istio-init"}, containerNames(p.Spec.InitContainers))
+		assert.Equal(t, []string{"app"}, containerNames(p.Spec.Containers))
+		assert.Equal(t, []string{"istio-init", "istio-proxy"}, containerNames(p.Spec.InitContainers))
 		names := map[string]int{}
 		for _, v := range p.Spec.Volumes {
 			names[v.Name]++

@@ -249,13 +249,11 @@ func lcSidecarRevision(t *testing.T, p *corev1.Pod) string {
 	if rev == "" {
 		return ""
 	}
-	for _, c := range p.Spec.Containers {
-		if c.Name == "istio-proxy" {
-			v, err := revisions.VersionFromRevisionName(rev)
-			require.NoError(t, err)
-			require.True(t, strings.HasSuffix(c.Image, ":"+v.String()), "pod %s/%s is labelled %s but its proxy image is %s", p.Namespace, p.Name, rev, c.Image)
-			return rev
-		}
+	if c := sidecarOf(p); c != nil {
+		v, err := revisions.VersionFromRevisionName(rev)
+		require.NoError(t, err)
+		require.True(t, strings.HasSuffix(c.Image, ":"+v.String()), "pod %s/%s is labelled %s but its proxy image is %s", p.Namespace, p.Name, rev, c.Image)
+		return rev
 	}
 	t.Fatalf("pod %s/%s is labelled %s but has no istio-proxy container", p.Namespace, p.Name, rev)
 	return ""

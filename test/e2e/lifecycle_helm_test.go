@@ -29,13 +29,18 @@ import (
 const helmHub = "mirror.example/istio"
 
 // helmRevision is a revision whose control plane is Istio's istiod chart
-// from repo, with the images pinned through the revision's own values.
+// from repo, with the images pinned through the revision's own values, and
+// sidecar settings that differ from Istio's defaults (global.proxy.logLevel,
+// global.proxy.resources, the mesh config's defaultConfig.proxyMetadata):
+// injection must follow them.
 func helmRevision(version, repo string) v1alpha1.Revision {
 	name, err := revisions.RevisionName(version)
 	if err != nil {
 		panic(err)
 	}
-	values := `{"global":{"hub":"` + helmHub + `","tag":"` + version + `"}}`
+	values := `{"global":{"hub":"` + helmHub + `","tag":"` + version + `","proxy":{"logLevel":"debug",` +
+		`"resources":{"requests":{"cpu":"50m","memory":"64Mi"},"limits":{"cpu":"1","memory":"512Mi"}}}},` +
+		`"meshConfig":{"defaultConfig":{"proxyMetadata":{"ISTIO_META_DNS_CAPTURE":"true"}}}}`
 	return v1alpha1.Revision{Name: name, Version: version, ControlPlane: &v1alpha1.ControlPlane{
 		Helm: &v1alpha1.HelmControlPlane{Repository: repo, Values: &apiextensionsv1.JSON{Raw: []byte(values)}}}}
 }
@@ -99,6 +104,10 @@ func TestLifecycleHelmControlPlanes(t *testing.T) {
 		}
 		require.Len(t, proxies, 1, "one istio-proxy: no second injector ran")
 		assert.Equal(t, helmHub+"/proxyv2:1.23.6", proxies[0].Image, "the image of the release's istio-sidecar-injector-%s values, not meshrev's default repository", canary.Name)
+		assert.Contains(t, proxies[0].Args, "--proxyLogLevel=debug", "global.proxy.logLevel of the release's values")
+		assert.Equal(t, "50m", proxies[0].Resources.Requests.Cpu().String(), "global.proxy.resources of the release's values")
+		assert.Equal(t, "512Mi", proxies[0].Resources.Limits.Memory().String(), "global.proxy.resources of the release's values")
+		assert.Contains(t, proxies[0].Env, corev1.EnvVar{Name: "ISTIO_META_DNS_CAPTURE", Value: "true"}, "defaultConfig.proxyMetadata of the release's mesh config istio-%s", canary.Name)
 	})
 
 	t.Run("revoking the canary uninstalls exactly its release", func(t *testing.T) {
@@ -250,6 +259,8 @@ func cleanupHelmReleases(t *testing.T, e *lcEnv) {
 	crds.SetGroupVersionKind(apiextensionsv1.SchemeGroupVersion.WithKind("CustomResourceDefinitionList"))
 	if err := e.c.List(ctx, crds, client.MatchingLabels{"app.kubernetes.io/part-of": "istio"}); err == nil {
 		for i := range crds.Items {
+			// List items carry no kind: the client needs it to delete.
+			crds.Items[i].SetGroupVersionKind(apiextensionsv1.SchemeGroupVersion.WithKind("CustomResourceDefinition"))
 			if err := e.c.Delete(ctx, &crds.Items[i]); err != nil && !apierrors.IsNotFound(err) {
 				t.Logf("delete CRD %s: %v", crds.Items[i].Name, err)
 			}

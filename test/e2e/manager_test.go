@@ -88,7 +88,7 @@ func TestManagerServesWebhooksOverTLSFromCertDir(t *testing.T) {
 	pod, _, err := createPod(t, ns, testPod("web", nil))
 	require.NoError(t, err)
 	assert.Equal(t, "1-22-6", pod.Labels[revisions.LabelRevision], "the stored pod carries the revision label")
-	assert.Contains(t, containerNames(pod.Spec.Containers), "istio-proxy")
+	assert.NotNil(t, sidecarOf(pod), "istio-proxy")
 	assert.Contains(t, containerNames(pod.Spec.InitContainers), "istio-init")
 
 	// The two validating endpoints answer through the API server too.
@@ -432,7 +432,7 @@ func TestInjectedDeploymentRollsOutAndRestarts(t *testing.T) {
 		assert.Equal(t, "1-22-6", rev, "pod %s", name)
 	}
 	for _, p := range pods {
-		assert.Contains(t, containerNames(p.Spec.Containers), "istio-proxy", "pod %s", p.Name)
+		assert.NotNil(t, sidecarOf(&p), "pod %s has istio-proxy", p.Name)
 	}
 
 	rolloutRestart(t, ns, "web")

@@ -33,6 +33,14 @@ version with dots replaced by dashes (1.22.6 -> 1-22-6), as revisions.RevisionNa
 {{ replace "." "-" . }}
 {{- end }}
 
+{{/*
+meshrev.helmControlPlanes is "true" when the manager gets the RBAC of helm
+control planes: asked for, or the initial revision is one.
+*/}}
+{{- define "meshrev.helmControlPlanes" -}}
+{{- if or .Values.controlPlanes.helm.enabled (and .Values.mesh.controlPlane.enabled .Values.mesh.controlPlane.helm.repository) }}true{{ end }}
+{{- end }}
+
 {{/* meshrev.selfManagedCerts is "true" when the manager manages its own certificates. */}}
 {{- define "meshrev.selfManagedCerts" -}}
 {{- if not .Values.certManager.enabled }}true{{ end }}
