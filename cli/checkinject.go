@@ -175,7 +175,7 @@ func podSecurityDryRun(ctx context.Context, c client.Client, v *CheckInjectView,
 	case apierrors.IsForbidden(err) && strings.Contains(err.Error(), "violates PodSecurity"):
 		v.Warnings = slices.Clone(v.Warnings)
 		v.Warnings[i] = fmt.Sprintf("%s (label %s): the API server refuses the injected pod (server-side dry run of a pod that meets the level by itself): %s. "+
-			"Use a revision with CNI traffic interception (istio-cni), whose pods need no istio-init container with NET_ADMIN and NET_RAW, and a sidecar template that meets the level; or set the namespace's level to privileged; or do not label it for injection",
+			"Install the istio-cni node agent and use a revision with trafficInterception: CNI (istio-validation, no added capability; the injected pod then passes baseline), set the namespace's level to privileged for injected workloads, or do not label it for injection",
 			podSecurityWarningPrefix(v.Namespace), labelPodSecurityEnforce, err.Error())
 	default:
 		v.Warnings = slices.Clone(v.Warnings)

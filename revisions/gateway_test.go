@@ -51,3 +51,23 @@ func TestIsGateway(t *testing.T) {
 		})
 	}
 }
+
+func TestUsesGatewayTemplate(t *testing.T) {
+	tests := map[string]struct {
+		annotations map[string]string
+		want        bool
+	}{
+		"no annotation is the sidecar template":                 {},
+		"the annotation naming gateway is the gateway template": {annotations: map[string]string{AnnotationTemplates: "gateway"}, want: true},
+		"gateway among other names is the gateway template":     {annotations: map[string]string{AnnotationTemplates: "sidecar, gateway"}, want: true},
+		"the annotation naming sidecar is the sidecar template": {annotations: map[string]string{AnnotationTemplates: "sidecar"}},
+		"the label istio: ingressgateway alone does not choose the gateway template (Istio's rule)": {
+			annotations: map[string]string{LabelIstio: "ingressgateway"},
+		},
+	}
+	for name, tc := range tests {
+		t.Run(name, func(t *testing.T) {
+			assert.Equal(t, tc.want, UsesGatewayTemplate(tc.annotations))
+		})
+	}
+}

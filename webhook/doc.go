@@ -22,7 +22,8 @@
 // fields or the template text change; the fragments are marshalled once. A
 // template therefore sees only revision-wide data (TemplateData:
 // .Revision.Name, .Revision.Version, .Revision.ProxyImage,
-// .Revision.DiscoveryAddress, .MeshNamespace, .Values) and never the pod.
+// .Revision.DiscoveryAddress, .Revision.CNI, .MeshNamespace, .Values) and
+// never the pod.
 //
 // Pod-specific values are computed in Go on the decoded pod, as Istio's
 // injector computes them, and emitted as patch operations (COMPAT.md lists
@@ -41,19 +42,24 @@
 //     resources, log levels, readiness, statusPort, interceptionMode,
 //     userVolume), validated with Istio's refusals, which re-marshal only the
 //     containers they change (podannotations.go, podcontainers.go);
-//   - a pod's own istio-proxy merged under its fields (merge.go).
+//   - a pod's own istio-proxy and istio-init merged under its fields
+//     (merge.go); their per-annotation variants are cached per template
+//     by the annotations' values (podcontainers.go).
 //
 // In classic mode istio-init goes after the pod's own init containers and
 // istio-proxy after its containers (first with holdApplicationUntilProxyStarts);
 // in native mode (spec.revisions[].sidecarMode, or the pod annotation
 // sidecar.istio.io/nativeSidecar) istio-init then istio-proxy, with
 // restartPolicy Always, go in front of the pod's init containers (native.go).
-// The template's volumes go in front of the pod's. The gateway template has
-// one container: its image replaces the image of the gateway's container (the
-// one named istio-proxy, else the first), its env and volumeMounts are merged
-// by name; no container is added. Template labels and annotations are set only
-// when the pod lacks them; meshrev's own (meshrev.io/revision, istio.io/rev,
-// sidecar.istio.io/status) always.
+// With trafficInterception CNI the template injects istio-validation
+// instead of istio-init, first among the init containers, and the
+// annotations the istio-cni agent reads. The template's volumes go in front
+// of the pod's. The gateway template (chosen by the annotation
+// inject.istio.io/templates only, as in Istio) is injected like the sidecar
+// template: its istio-proxy is merged under the gateway's own (image auto),
+// and its securityContext over the pod's. Template labels and annotations
+// are set only when the pod lacks them; meshrev's own (meshrev.io/revision,
+// istio.io/rev, sidecar.istio.io/status) always.
 //
 // Injection is idempotent: a pod that carries sidecar.istio.io/status has
 // what that status lists removed (highest index first) before the new

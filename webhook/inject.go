@@ -450,10 +450,10 @@ func refuse(code int32, msg string) *admissionv1.AdmissionResponse {
 }
 
 // isGateway says whether the pod gets the gateway template (the one rule of
-// revisions.IsGateway, shared with the controller's data-plane report), and
-// warns about template names the injector does not know.
+// revisions.UsesGatewayTemplate: the annotation, as in Istio), and warns
+// about template names the injector does not know.
 func isGateway(p *podIn) (bool, string) {
-	gateway := revisions.IsGateway(p.Metadata.Labels, p.Metadata.Annotations)
+	gateway := revisions.UsesGatewayTemplate(p.Metadata.Annotations)
 	v, ok := p.Metadata.Annotations[revisions.AnnotationTemplates]
 	if !ok {
 		return gateway, ""
@@ -489,7 +489,7 @@ func previousInjection(p *podIn) (*revisions.InjectionStatus, string) {
 // revisionData applies the defaults of a revision's fields.
 func (i *Injector) revisionData(rev *v1alpha1.Revision) RevisionData {
 	d := RevisionData{Name: rev.Name, Version: rev.Version, ProxyImage: rev.ProxyImage, DiscoveryAddress: rev.DiscoveryAddress,
-		Proxy: defaultProxy, proxyKey: defaultProxyKey}
+		Proxy: defaultProxy, proxyKey: defaultProxyKey, CNI: rev.TrafficInterception == v1alpha1.TrafficInterceptionCNI}
 	if d.ProxyImage == "" {
 		d.ProxyImage = i.opts.ProxyImageRepo + ":" + rev.Version
 	}
@@ -512,7 +512,7 @@ func (i *Injector) revisionTemplates(ctx context.Context, log logr.Logger, mesh 
 	if err := i.releaseSettings(ctx, rev, &rd); err != nil {
 		return nil, "", err
 	}
-	key := templateKey{name: rev.Name, version: rev.Version, proxyImage: rd.ProxyImage, discovery: rd.DiscoveryAddress, proxy: rd.proxyKey, templatesCM: rev.Templates}
+	key := templateKey{name: rev.Name, version: rev.Version, proxyImage: rd.ProxyImage, discovery: rd.DiscoveryAddress, proxy: rd.proxyKey, templatesCM: rev.Templates, cni: rd.CNI}
 	text, err := i.opts.Templates.Templates(ctx, rev)
 	if err == nil {
 		key.text = text
@@ -595,11 +595,11 @@ func (i *Injector) templateData(rd RevisionData) *TemplateData {
 
 func (i *Injector) render(rd RevisionData, text Templates) (*revisionTemplates, error) {
 	data := i.templateData(rd)
-	s, err := renderTemplate(revisions.TemplateSidecar, text.Sidecar, data, false)
+	s, err := renderTemplate(revisions.TemplateSidecar, text.Sidecar, data)
 	if err != nil {
 		return nil, fmt.Errorf("revision %s: %w", rd.Name, err)
 	}
-	g, err := renderTemplate(revisions.TemplateGateway, text.Gateway, data, true)
+	g, err := renderTemplate(revisions.TemplateGateway, text.Gateway, data)
 	if err != nil {
 		return nil, fmt.Errorf("revision %s: %w", rd.Name, err)
 	}
@@ -616,7 +616,7 @@ func (i *Injector) ValidateRevision(ctx context.Context, mesh *v1alpha1.Mesh, re
 		return err
 	}
 	rd := i.revisionData(&rev)
-	key := templateKey{name: rev.Name, version: rev.Version, proxyImage: rd.ProxyImage, discovery: rd.DiscoveryAddress, proxy: rd.proxyKey, templatesCM: rev.Templates, text: text}
+	key := templateKey{name: rev.Name, version: rev.Version, proxyImage: rd.ProxyImage, discovery: rd.DiscoveryAddress, proxy: rd.proxyKey, templatesCM: rev.Templates, cni: rd.CNI, text: text}
 	if last, ok := i.checked.Load(rev.Name); ok && last.(templateKey) == key {
 		return nil
 	}
@@ -654,7 +654,17 @@ func readBody(r *http.Request, max int64) ([]byte, error) {
 	body := io.LimitReader(r.Body, max+1)
 	for {
 		if len(buf) == cap(buf) {
-			buf = slices.Grow(buf, len(buf)) // doubles: bounded by what arrived
+			// Doubles (bounded by what arrived), but never past the
+			// announced end: an 80 kB body then costs 32+64+80 kB, not
+			// 32+64+128 kB.
+			n := len(buf)
+			if rest := int(r.ContentLength+1) - len(buf); r.ContentLength > 0 && rest < n {
+				n = rest
+				if n < 512 {
+					n = 512 // longer than announced: found out below
+				}
+			}
+			buf = slices.Grow(buf, n)
 		}
 		n, err := body.Read(buf[len(buf):cap(buf)])
 		buf = buf[:len(buf)+n]

@@ -103,6 +103,10 @@ func decodePod(b []byte) (*podIn, error) {
 					return readNames(w, &spec.Volumes)
 				case "containers":
 					return readContainers(w, &spec.Containers)
+				case "securityContext":
+					s, err := w.Span()
+					spec.SecurityContext = s
+					return err
 				}
 				return w.Skip()
 			})

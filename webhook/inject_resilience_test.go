@@ -428,9 +428,9 @@ func TestInjectorGatewayRuleIsTheSharedOne(t *testing.T) {
 		labels, annotations map[string]string
 		wantWarning         string
 	}{
-		"a pod labelled istio: ingressgateway is a gateway":          {labels: map[string]string{"istio": "ingressgateway"}},
-		"a pod naming only the gateway template is a gateway":        {annotations: map[string]string{"inject.istio.io/templates": "gateway"}},
-		"a pod listing sidecar and gateway with spaces is a gateway": {annotations: map[string]string{"inject.istio.io/templates": "sidecar, gateway"}},
+		"a pod labelled istio: ingressgateway without the annotation gets the sidecar template, as in Istio": {labels: map[string]string{"istio": "ingressgateway"}},
+		"a pod naming only the gateway template is a gateway":                                                {annotations: map[string]string{"inject.istio.io/templates": "gateway"}},
+		"a pod listing sidecar and gateway with spaces is a gateway":                                         {annotations: map[string]string{"inject.istio.io/templates": "sidecar, gateway"}},
 		"a pod listing gateway and an unknown template is a gateway and is warned about the unknown one": {
 			annotations: map[string]string{"inject.istio.io/templates": "gateway,custom"}, wantWarning: "(custom)",
 		},
@@ -443,7 +443,7 @@ func TestInjectorGatewayRuleIsTheSharedOne(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			p := &podIn{Metadata: &podMeta{Labels: tc.labels, Annotations: tc.annotations}}
 			got, warning := isGateway(p)
-			assert.Equal(t, revisions.IsGateway(tc.labels, tc.annotations), got, "the injector and the controller must agree")
+			assert.Equal(t, revisions.UsesGatewayTemplate(tc.annotations), got, "the injector must use the one rule of revisions")
 			if tc.wantWarning == "" {
 				assert.Empty(t, warning)
 			} else {

@@ -260,9 +260,9 @@ func TestValidateRevision(t *testing.T) {
 			templates: Templates{Sidecar: "volumes: [{name: a, emptyDir: {}}]\n", Gateway: good.Gateway},
 			wantErr:   []string{"adds no container"},
 		},
-		"a gateway template with two containers is refused": {
-			templates: Templates{Sidecar: good.Sidecar, Gateway: "containers: [{name: a, image: x}, {name: b, image: y}]\n"},
-			wantErr:   []string{"exactly one container", "it has 2"},
+		"a gateway template without a container is refused": {
+			templates: Templates{Sidecar: good.Sidecar, Gateway: "volumes: [{name: v, emptyDir: {}}]\n"},
+			wantErr:   []string{"the gateway template adds no container"},
 		},
 		"a template that sets meshrev's own label or duplicates a volume is refused": {
 			templates: Templates{Sidecar: "labels: {meshrev.io/revision: x}\ncontainers: [{name: p, image: x}]\nvolumes: [{name: v, emptyDir: {}}, {name: v, emptyDir: {}}]\n", Gateway: good.Gateway},

@@ -120,7 +120,11 @@ func (v *namespaceValidator) podSecurityWarning(ctx context.Context, ns *corev1.
 	if len(res.Problems) == 0 {
 		return ""
 	}
-	return fmt.Sprintf("namespace %s enforces Pod Security %q (label %s), which refuses pods injected with revision %s's sidecar: %s; such pods will not be created (their Deployments stay at 0 ready). "+
-		"Use a revision with CNI traffic interception (istio-cni), whose pods need no istio-init container with NET_ADMIN and NET_RAW, and a sidecar template that meets the level; or set the namespace's level to privileged; or do not label it for injection",
-		ns.Name, res.Enforced, LabelPodSecurityEnforce, rev.Name, strings.Join(res.Problems, "; "))
+	remedy := "Set the namespace's level to privileged for injected workloads, or do not label it for injection"
+	if rev.TrafficInterception != v1alpha1.TrafficInterceptionCNI {
+		// istio-init's NET_ADMIN and NET_RAW are what baseline refuses.
+		remedy = fmt.Sprintf("Install the istio-cni node agent and set spec.revisions[%s].trafficInterception: CNI (istio-validation, no added capability; the injected pod then passes baseline), set the namespace's level to privileged for injected workloads, or do not label it for injection", rev.Name)
+	}
+	return fmt.Sprintf("namespace %s enforces Pod Security %q (label %s), which refuses pods injected with revision %s's sidecar: %s; such pods will not be created (their Deployments stay at 0 ready). %s",
+		ns.Name, res.Enforced, LabelPodSecurityEnforce, rev.Name, strings.Join(res.Problems, "; "), remedy)
 }

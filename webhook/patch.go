@@ -43,6 +43,8 @@ type podSpec struct {
 	InitFull   []containerIn `json:"-"`
 	Containers []containerIn `json:"containers"`
 	Volumes    []namedIn     `json:"volumes"`
+	// SecurityContext is the pod's, raw: a template's is merged over it.
+	SecurityContext json.RawMessage `json:"securityContext"`
 }
 
 type ownerIn struct {
@@ -162,26 +164,9 @@ func buildPatch(p *podIn, prev *revisions.InjectionStatus, r *rendered, rev stri
 	// 1. Remove what an earlier injection added.
 	var goneC, goneI, goneV []int
 	if prev != nil {
-		if prev.Template != revisions.TemplateGateway {
-			goneC = indicesOf(spec.Containers, func(c containerIn) string { return c.Name }, prev.Containers)
-		}
+		goneC = indicesOf(spec.Containers, func(c containerIn) string { return c.Name }, prev.Containers)
 		goneI = indicesOf(spec.InitContainers, func(c namedIn) string { return c.Name }, prev.InitContainers)
 		goneV = indicesOf(spec.Volumes, func(v namedIn) string { return v.Name }, prev.Volumes)
-		if r == nil && prev.Template == revisions.TemplateGateway {
-			// Un-injecting a gateway: its container stays, but the mounts of
-			// the removed volumes must go with them.
-			if gi := gatewayIndex(spec.Containers, nil); gi >= 0 {
-				mounts, err := decodeNames(spec.Containers[gi].VolumeMounts)
-				if err != nil {
-					return nil, fmt.Errorf("volumeMounts of container %s: %w", spec.Containers[gi].Name, err)
-				}
-				for j := len(mounts) - 1; j >= 0; j-- {
-					if slices.Contains(prev.Volumes, mounts[j]) {
-						w.remove("/spec/containers/"+strconv.Itoa(gi)+"/volumeMounts/", j)
-					}
-				}
-			}
-		}
 		for _, j := range slices.Backward(goneC) {
 			w.remove("/spec/containers/", j)
 		}
@@ -197,6 +182,12 @@ func buildPatch(p *podIn, prev *revisions.InjectionStatus, r *rendered, rev stri
 		var lp, ap []string
 		if prev != nil {
 			lp, ap = prev.Labels, prev.Annotations
+			// The pod's own istio-proxy / istio-init (a gateway's container)
+			// were merged into what is removed: put them back as written.
+			if err := restoreOverrides(&w, p, len(spec.Containers)-len(goneC), len(spec.InitContainers)-len(goneI)); err != nil {
+				return nil, err
+			}
+			ap = append(slices.Clip(ap), annotationProxyOverrides)
 		}
 		removeKeys(&w, "/metadata/labels/", p.Metadata.Labels, append(slices.Clip(lp), revisions.LabelRevision))
 		removeKeys(&w, "/metadata/annotations/", p.Metadata.Annotations, append(slices.Clip(ap), revisions.AnnotationRev, revisions.AnnotationStatus))
@@ -216,33 +207,74 @@ func buildPatch(p *podIn, prev *revisions.InjectionStatus, r *rendered, rev stri
 			apps = append(apps, &spec.Containers[j])
 		}
 	}
-	if err := checkConflicts("init container", spec.InitContainers, goneI, pc.initNames); err != nil {
+	inits := make([]*containerIn, 0, len(spec.InitFull))
+	for j := range spec.InitFull {
+		if !slices.Contains(goneI, j) {
+			inits = append(inits, &spec.InitFull[j])
+		}
+	}
+	// A gateway's proxy is a container: Istio's gateway template has no
+	// init-container sidecar to move.
+	native = native && !gateway && r.proxyIndex >= 0
+	// The pod's own istio-proxy and istio-init (merge.go) are merged under
+	// the template's, and the pod's variant of the template's containers
+	// (podcontainers.go).
+	var own, ownInit *ownProxy
+	ownIdx, ownInitIdx := -1, -1
+	if r.proxyIndex >= 0 {
+		var err error
+		if own, ownIdx, err = findOwn(p, proxyContainerName, apps); err != nil {
+			return nil, err
+		}
+		initOwn := own
+		if r.cni && slices.ContainsFunc(inits, func(c *containerIn) bool { return c.Name == initContainerName }) {
+			// Istio adjusts the pod's own istio-init to its proxy user,
+			// and then leaves istio-validation alone.
+			initOwn = nil
+		}
+		if pc, err = r.podContainersFor(p.Metadata.Annotations, initOwn); err != nil {
+			return nil, err
+		}
+	}
+	if slices.Contains(pc.initNames, initContainerName) {
+		var err error
+		if ownInit, ownInitIdx, err = findOwn(p, initContainerName, inits); err != nil {
+			return nil, err
+		}
+	}
+	gi := goneI
+	if ownInitIdx >= 0 {
+		gi = append(slices.Clip(goneI), indexAfter(goneI, ownInitIdx))
+	}
+	if err := checkConflicts("init container", spec.InitContainers, gi, pc.initNames); err != nil {
 		return nil, err
 	}
 	if err := checkConflicts("volume", spec.Volumes, goneV, pc.volumeNames); err != nil {
 		return nil, err
 	}
-	if !gateway {
-		names := make([]namedIn, 0, len(apps))
-		for _, c := range apps {
-			if c.Name != proxyContainerName || r.proxyIndex < 0 {
-				names = append(names, namedIn{c.Name})
-			}
-		}
-		if err := checkConflicts("container", names, nil, r.containerNames); err != nil {
-			return nil, err
+	names := make([]namedIn, 0, len(apps))
+	for _, c := range apps {
+		if c.Name != proxyContainerName || r.proxyIndex < 0 {
+			names = append(names, namedIn{c.Name})
 		}
 	}
-	// The pod's own istio-proxy (merge.go), and the pod's variant of the
-	// template's containers (podcontainers.go).
-	var own *ownProxy
-	ownIdx := -1
-	if !gateway && r.proxyIndex >= 0 {
-		var err error
-		if own, ownIdx, err = findOwnProxy(p, apps, prev != nil, native); err != nil {
-			return nil, err
+	if err := checkConflicts("container", names, nil, r.containerNames); err != nil {
+		return nil, err
+	}
+	var overrides []byte
+	if own != nil || ownInit != nil {
+		if _, recorded := p.Metadata.Annotations[annotationProxyOverrides]; !recorded && prev == nil {
+			var err error
+			if overrides, err = recordOverrides(ownInit, own, native); err != nil {
+				return nil, err
+			}
 		}
-		if pc, err = containersFor(r, p.Metadata.Annotations, own.proxyUID()); err != nil {
+	}
+	if ownInit != nil {
+		// Istio merges the pod's istio-init over the template's, then points
+		// its -u at the pod's proxy user.
+		var err error
+		if pc.initJSON, err = mergeOwnInit(pc, ownInit, own.proxyUID(), p.Metadata.Annotations[annInterceptionMode]); err != nil {
 			return nil, err
 		}
 	}
@@ -255,38 +287,32 @@ func buildPatch(p *podIn, prev *revisions.InjectionStatus, r *rendered, rev stri
 	}
 
 	dm := podDeployMeta(p.Metadata)
-	podEnv, hold, err := perPodEnv(p, apps, dm)
+	envApps := apps
+	if own != nil && ownIdx < 0 {
+		// Re-invoked: the pod's own istio-proxy, removed with the injection,
+		// is read from the overrides annotation, as Istio re-inserts it.
+		envApps = append(slices.Clip(apps), &containerIn{Name: proxyContainerName, Ports: own.container.Ports})
+	}
+	podEnv, hold, err := perPodEnv(p, envApps, dm)
 	if err != nil {
 		return nil, err
-	}
-	inits := make([]*containerIn, 0, len(spec.InitFull))
-	for j := range spec.InitFull {
-		if !slices.Contains(goneI, j) {
-			inits = append(inits, &spec.InitFull[j])
-		}
 	}
 	if pe := rewriteProbes(&w, p.Metadata.Annotations, apps, inits, injectedEnv(spec, goneC, goneI, envAppProbers)); pe != nil {
 		podEnv = append(podEnv, pe)
 	}
-	var promRemove []string
-	var promSet []kvJSON
-	if !gateway {
-		var promEnv []byte
-		promRemove, promSet, promEnv, err = prometheusMerge(p.Metadata.Annotations, defaultStatusPort)
-		if err != nil {
-			return nil, err
-		}
-		if promEnv == nil && promSet == nil {
-			// Merged before (re-invocation): keep what the agent was told.
-			if v := injectedEnv(spec, goneC, goneI, envPrometheusAnnotations); v != "" {
-				promEnv = envVar(envPrometheusAnnotations, v)
-			}
-		}
-		if promEnv != nil {
-			podEnv = append(podEnv, promEnv)
+	promRemove, promSet, promEnv, err := prometheusMerge(p.Metadata.Annotations, defaultStatusPort)
+	if err != nil {
+		return nil, err
+	}
+	if promEnv == nil && promSet == nil {
+		// Merged before (re-invocation): keep what the agent was told.
+		if v := injectedEnv(spec, goneC, goneI, envPrometheusAnnotations); v != "" {
+			promEnv = envVar(envPrometheusAnnotations, v)
 		}
 	}
-	native = native && !gateway && r.proxyIndex >= 0
+	if promEnv != nil {
+		podEnv = append(podEnv, promEnv)
+	}
 	if native {
 		hold = false // a native sidecar starts before the app anyway
 	}
@@ -307,72 +333,97 @@ func buildPatch(p *podIn, prev *revisions.InjectionStatus, r *rendered, rev stri
 		// The pod's own istio-proxy is replaced by the merged sidecar.
 		w.remove("/spec/containers/", ownIdx)
 	}
+	if ownInitIdx >= 0 {
+		// So is its own istio-init by the merged one.
+		w.remove("/spec/initContainers/", ownInitIdx)
+	}
 	if len(initJSON) > 0 {
 		switch {
 		case spec.InitContainers == nil:
 			w.add("/spec/initContainers", jsonArray(initJSON))
 		case native:
+			at := 0
+			if r.cni && ownInitIdx < 0 {
+				// The pod's own istio-init (kept with istio-cni) goes first,
+				// in front of the sidecar (Istio's reorderPod).
+				if k := slices.IndexFunc(inits, func(c *containerIn) bool { return c.Name == initContainerName }); k > 0 {
+					w.remove("/spec/initContainers/", k)
+					w.addIndexed("add", "/spec/initContainers/", 0, inits[k].Raw)
+				}
+				if slices.ContainsFunc(inits, func(c *containerIn) bool { return c.Name == initContainerName }) {
+					at = 1
+				}
+			}
 			for j, b := range initJSON {
-				w.addIndexed("add", "/spec/initContainers/", j, b)
+				w.addIndexed("add", "/spec/initContainers/", at+j, b)
 			}
 		default:
-			for _, b := range initJSON {
+			// istio-validation first, so that no container of the pod runs
+			// before the check; istio-init last (Istio's reorderPod).
+			first := 0
+			for j, b := range initJSON {
+				if pc.initNames[j] == validationContainerName {
+					w.addIndexed("add", "/spec/initContainers/", first, b)
+					first++
+					continue
+				}
 				w.addIndexed("add", "/spec/initContainers/", -1, b)
 			}
 		}
 	}
 
-	// 3. Containers: appended (sidecar) or applied to the gateway's container.
-	// Empty lists, not null: Istio's tools read the same annotation.
+	// 3. Containers: appended; the pod's own istio-proxy was merged into
+	// the template's (merge.go). Empty lists, not null: Istio's tools read
+	// the same annotation.
 	status := revisions.InjectionStatus{Revision: rev, Template: revisions.TemplateSidecar, InitContainers: orEmpty(pc.initNames), Volumes: orEmpty(pc.volumeNames)}
 	if gateway {
 		status.Template = revisions.TemplateGateway
-		gi := gatewayIndex(nil, apps)
-		if gi < 0 {
-			return nil, fmt.Errorf("gateway pod has no container to put the proxy image in")
+	}
+	status.Containers = r.containerNames
+	containers := make([][]byte, 0, len(r.containerJSON))
+	var first []byte
+	for j, b := range r.containerJSON {
+		if j == r.proxyIndex {
+			if native {
+				status.InitContainers = append(slices.Clip(status.InitContainers), proxyContainerName)
+				status.Containers = slices.DeleteFunc(slices.Clone(status.Containers), func(n string) bool { return n == proxyContainerName })
+				continue
+			}
+			if b, err = proxyJSON(podEnv); err != nil {
+				return nil, err
+			}
+			if hold {
+				// holdApplicationUntilProxyStarts: the proxy first,
+				// and the kubelet waits for it before the next container.
+				first = withFields(b, holdLifecycle)
+				continue
+			}
 		}
-		c := apps[gi]
-		status.Containers = []string{c.Name}
-		if err := mergeGateway(&w, gi, c, r, podEnv); err != nil {
+		containers = append(containers, b)
+	}
+	podHas := spec.Containers != nil
+	if first != nil {
+		if !podHas {
+			containers = append([][]byte{first}, containers...)
+		} else {
+			w.addIndexed("add", "/spec/containers/", 0, first)
+		}
+	}
+	if !podHas {
+		w.add("/spec/containers", jsonArray(containers))
+	} else {
+		for _, b := range containers {
+			w.addIndexed("add", "/spec/containers/", -1, b)
+		}
+	}
+
+	// The template's pod security context (the gateway's sysctl).
+	if r.securityJSON != nil {
+		sc, err := mergeSecurityContext(spec.SecurityContext, r.securityJSON)
+		if err != nil {
 			return nil, err
 		}
-	} else {
-		status.Containers = r.containerNames
-		containers := make([][]byte, 0, len(r.containerJSON))
-		var first []byte
-		for j, b := range r.containerJSON {
-			if j == r.proxyIndex {
-				if native {
-					status.InitContainers = append(slices.Clip(status.InitContainers), proxyContainerName)
-					status.Containers = slices.DeleteFunc(slices.Clone(status.Containers), func(n string) bool { return n == proxyContainerName })
-					continue
-				}
-				if b, err = proxyJSON(podEnv); err != nil {
-					return nil, err
-				}
-				if hold {
-					// holdApplicationUntilProxyStarts: the proxy first,
-					// and the kubelet waits for it before the next container.
-					first = withFields(b, holdLifecycle)
-					continue
-				}
-			}
-			containers = append(containers, b)
-		}
-		if first != nil {
-			if spec.Containers == nil {
-				containers = append([][]byte{first}, containers...)
-			} else {
-				w.addIndexed("add", "/spec/containers/", 0, first)
-			}
-		}
-		if spec.Containers == nil {
-			w.add("/spec/containers", jsonArray(containers))
-		} else {
-			for _, b := range containers {
-				w.addIndexed("add", "/spec/containers/", -1, b)
-			}
-		}
+		w.add("/spec/securityContext", sc)
 	}
 
 	// 4. Volumes.
@@ -394,12 +445,15 @@ func buildPatch(p *podIn, prev *revisions.InjectionStatus, r *rendered, rev stri
 		prevL, prevA = prev.Labels, prev.Annotations
 	}
 	annots, labels := r.annots, r.labels
-	if !gateway {
-		if app := firstApp(apps); app != "" {
-			annots = append(annots[:len(annots):len(annots)], kv(annotationsPrefix, annotationDefaultLogs, app), kv(annotationsPrefix, defaultContainerAnnotation, app))
-		}
-		labels = append(labels[:len(labels):len(labels)], canonicalLabels(p.Metadata.Labels, dm)...)
+	if r.cni {
+		// istio-cni reads the excluded inbound ports from the annotation:
+		// Istio's template writes the pod's own with the status port added.
+		annots, promSet = cniExcludeInbound(p.Metadata.Annotations, annots, promSet)
 	}
+	if app := firstApp(apps); app != "" {
+		annots = append(annots[:len(annots):len(annots)], kv(annotationsPrefix, annotationDefaultLogs, app), kv(annotationsPrefix, defaultContainerAnnotation, app))
+	}
+	labels = append(labels[:len(labels):len(labels)], canonicalLabels(p.Metadata.Labels, dm)...)
 	lplan := planMap(p.Metadata.Labels, labels, prevL)
 	aplan := planMap(p.Metadata.Annotations, annots, prevA)
 	status.Labels, status.Annotations = lplan.owned, aplan.owned
@@ -415,8 +469,8 @@ func buildPatch(p *podIn, prev *revisions.InjectionStatus, r *rendered, rev stri
 			return slices.Contains(aplan.remove, k) || slices.ContainsFunc(promSet, func(e kvJSON) bool { return e.key == k })
 		}))
 	}
-	if own != nil && own.record != nil {
-		promSet = append(promSet, kv(annotationsPrefix, annotationProxyOverrides, string(own.record)))
+	if overrides != nil {
+		promSet = append(promSet, kv(annotationsPrefix, annotationProxyOverrides, string(overrides)))
 	}
 	aplan.write(&w, "/metadata/annotations", append(promSet,
 		kvJSON{key: revisions.AnnotationRev, raw: rev, path: pathAnnotationRev, value: revJSON},
@@ -516,60 +570,6 @@ func removeKeys(w *patchWriter, prefix string, have map[string]string, keys []st
 	}
 }
 
-// mergeGateway applies the gateway template's container to the gateway's
-// container at index gi: image replaced, env and volumeMounts merged by name.
-func mergeGateway(w *patchWriter, gi int, c *containerIn, r *rendered, podEnv [][]byte) error {
-	base := "/spec/containers/" + strconv.Itoa(gi)
-	w.add(base+"/image", r.imageJSON)
-	env := make([]namedJSON, 0, len(r.envJSON)+len(podEnv))
-	env = append(env, r.envJSON...)
-	for _, b := range podEnv {
-		var e namedIn
-		_ = json.Unmarshal(b, &e) // built by perPodEnv, always valid
-		// The per-pod value replaces a template entry of the same name.
-		if j := slices.IndexFunc(env, func(n namedJSON) bool { return n.name == e.Name }); j >= 0 {
-			env[j] = namedJSON{e.Name, b}
-			continue
-		}
-		env = append(env, namedJSON{e.Name, b})
-	}
-	if err := mergeNamed(w, base+"/env", c.Env, env); err != nil {
-		return fmt.Errorf("env of gateway container %s: %w", c.Name, err)
-	}
-	if err := mergeNamed(w, base+"/volumeMounts", c.VolumeMounts, r.mountJSON); err != nil {
-		return fmt.Errorf("volumeMounts of gateway container %s: %w", c.Name, err)
-	}
-	return nil
-}
-
-// mergeNamed replaces the elements of the raw array with the same name and
-// appends the others.
-func mergeNamed(w *patchWriter, path string, raw json.RawMessage, items []namedJSON) error {
-	if len(items) == 0 {
-		return nil
-	}
-	names, err := decodeNames(raw)
-	if err != nil {
-		return err
-	}
-	if names == nil {
-		vals := make([][]byte, len(items))
-		for j, it := range items {
-			vals[j] = it.json
-		}
-		w.add(path, jsonArray(vals))
-		return nil
-	}
-	for _, it := range items {
-		if j := slices.Index(names, it.name); j >= 0 {
-			w.addIndexed("replace", path+"/", j, it.json)
-		} else {
-			w.addIndexed("add", path+"/", -1, it.json)
-		}
-	}
-	return nil
-}
-
 // decodeNames returns the names of a raw array of named objects; nil when
 // the array is absent or null.
 func decodeNames(raw json.RawMessage) ([]string, error) {
@@ -585,27 +585,6 @@ func decodeNames(raw json.RawMessage) ([]string, error) {
 		names[j] = it.Name
 	}
 	return names, nil
-}
-
-// gatewayIndex finds the gateway's container: the one named istio-proxy,
-// else the first. It looks in all (raw indices) or apps.
-func gatewayIndex(all []containerIn, apps []*containerIn) int {
-	n := len(all) + len(apps)
-	if n == 0 {
-		return -1
-	}
-	for j := range n {
-		var name string
-		if all != nil {
-			name = all[j].Name
-		} else {
-			name = apps[j].Name
-		}
-		if name == proxyContainerName {
-			return j
-		}
-	}
-	return 0
 }
 
 func indicesOf[T any](items []T, name func(T) string, names []string) []int {
@@ -778,4 +757,32 @@ func orEmpty(s []string) []string {
 		return []string{}
 	}
 	return s
+}
+
+// cniExcludeInbound gives the excluded inbound ports annotation of a pod
+// injected for istio-cni its per-pod value (Istio's excludeInboundPort of
+// the status port and the pod's own list): in annots (set by injection) when
+// the pod has none, in force (set over the pod's own) when it differs.
+func cniExcludeInbound(a map[string]string, annots, force []kvJSON) ([]kvJSON, []kvJSON) {
+	_, hasStatus := a[annotationStatusPort]
+	own, hasOwn := a[annExcludeInbound]
+	if !hasStatus && !hasOwn {
+		return annots, force // the template's value is the pod's
+	}
+	v := excludeInboundPort(ann(a, annotationStatusPort, strconv.Itoa(defaultStatusPort)), own)
+	j := slices.IndexFunc(annots, func(e kvJSON) bool { return e.key == annExcludeInbound })
+	if hasOwn {
+		if j >= 0 {
+			annots = slices.Delete(slices.Clone(annots), j, j+1)
+		}
+		if v != own {
+			force = append(slices.Clip(force), kv(annotationsPrefix, annExcludeInbound, v))
+		}
+		return annots, force
+	}
+	if j >= 0 {
+		annots = slices.Clone(annots)
+		annots[j] = kv(annotationsPrefix, annExcludeInbound, v)
+	}
+	return annots, force
 }

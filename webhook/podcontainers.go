@@ -5,9 +5,11 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
@@ -28,31 +30,54 @@ type podContainers struct {
 }
 
 // containersFor returns the pod's variant of r's containers for its
-// annotations a; uid is the pod's own proxy user that istio-init must
-// exempt instead of the template's ("" for the template's).
-func containersFor(r *rendered, a map[string]string, uid string) (*podContainers, error) {
+// annotations a; own is the pod's own istio-proxy (nil if none), whose user
+// istio-init must exempt and istio-validation run as.
+func containersFor(r *rendered, a map[string]string, own *ownProxy) (*podContainers, error) {
 	pc := &podContainers{initJSON: r.initJSON, initNames: r.initNames, proxyHead: r.proxyHead, proxyTail: r.proxyTail,
 		volumeJSON: r.volumeJSON, volumeNames: r.volumeNames}
-	if len(a) == 0 && uid == "" {
+	uid := own.proxyUID()
+	var ownSC *corev1.SecurityContext
+	if own != nil {
+		ownSC = own.container.SecurityContext
+	}
+	if len(a) == 0 && ownSC == nil {
 		return pc, nil
 	}
-	if hasAny(a, initAnnotations) || uid != "" {
+	if hasAny(a, initAnnotations) || ownSC != nil {
 		pc.initJSON, pc.initNames = nil, nil
 		for _, c := range r.frag.InitContainers {
-			if c.Name == "istio-init" {
+			if c.Name == initContainerName || c.Name == validationContainerName {
 				if a[annInterceptionMode] == "NONE" {
 					continue // nothing to capture
 				}
 				c = *c.DeepCopy()
+				validation := c.Name == validationContainerName
 				if hasAny(a, initAnnotations) {
 					c.Args = iptablesArgs(a)
+					if validation {
+						c.Args = append(c.Args, "--run-validation", "--skip-rule-apply")
+					}
 				}
-				if uid != "" && a[annInterceptionMode] != "TPROXY" {
+				tproxy := a[annInterceptionMode] == "TPROXY"
+				if uid != "" && !tproxy {
 					for j := 0; j+1 < len(c.Args); j++ {
 						if c.Args[j] == "-u" {
 							c.Args[j+1] = uid
 							break
 						}
+					}
+				}
+				if validation && !tproxy && ownSC != nil {
+					// istio-validation runs as the pod's proxy user (Istio's
+					// adjustInitContainerUser).
+					if c.SecurityContext == nil {
+						c.SecurityContext = &corev1.SecurityContext{}
+					}
+					if ownSC.RunAsUser != nil {
+						c.SecurityContext.RunAsUser = new(*ownSC.RunAsUser)
+					}
+					if ownSC.RunAsGroup != nil {
+						c.SecurityContext.RunAsGroup = new(*ownSC.RunAsGroup)
 					}
 				}
 				if res, ok, err := annotatedResources(a); err != nil {
@@ -230,3 +255,64 @@ func annotatedResources(a map[string]string) (res corev1.ResourceRequirements, o
 }
 
 var resourceAnnotations = []string{annProxyCPU, annProxyMemory, annProxyCPULimit, annProxyMemoryLimit}
+
+// variantAnnotations are the annotations containersFor reads.
+var variantAnnotations = func() []string {
+	var out []string
+	for _, k := range append(append(slices.Clone(initAnnotations), proxyAnnotations...), annUserVolume) {
+		if !slices.Contains(out, k) {
+			out = append(out, k)
+		}
+	}
+	return out
+}()
+
+// maxVariants bounds each template's cache of per-pod variants: the pods of
+// one workload share their annotations, so a few entries serve a cluster;
+// when full it starts over rather than grow with the number of workloads.
+const maxVariants = 256
+
+// variantCache keeps the pod variants of one rendered template by the values
+// of the annotations that make them (variantAnnotations), so that the pods
+// of a Deployment with, say, proxyCPU set do not each re-marshal istio-proxy.
+type variantCache struct {
+	mu sync.Mutex
+	m  map[string]*podContainers
+}
+
+// podContainersFor is containersFor through r's variant cache; a pod that
+// brings its own istio-proxy with a security context is not cached (its
+// user is part of the variant). The result may be modified by the caller.
+func (r *rendered) podContainersFor(a map[string]string, own *ownProxy) (*podContainers, error) {
+	if own != nil && own.container.SecurityContext != nil {
+		return containersFor(r, a, own)
+	}
+	var key []byte
+	for j, k := range variantAnnotations {
+		if v, ok := a[k]; ok {
+			key = append(key, byte(j))
+			key = append(key, v...)
+			key = append(key, 0)
+		}
+	}
+	if key == nil {
+		return containersFor(r, a, nil) // the template's own bytes: no work
+	}
+	r.variants.mu.Lock()
+	pc, ok := r.variants.m[string(key)]
+	r.variants.mu.Unlock()
+	if !ok {
+		var err error
+		if pc, err = containersFor(r, a, nil); err != nil {
+			return nil, err
+		}
+		r.variants.mu.Lock()
+		if r.variants.m == nil || len(r.variants.m) >= maxVariants {
+			r.variants.m = make(map[string]*podContainers, 8)
+		}
+		r.variants.m[string(key)] = pc
+		r.variants.mu.Unlock()
+	}
+	cp := *pc
+	return &cp, nil
+}

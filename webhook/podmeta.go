@@ -272,7 +272,9 @@ func envVar(name, value string) []byte {
 	b := make([]byte, 0, len(name)+len(value)+24)
 	b = append(b, `{"name":`...)
 	b = appendJSONString(b, name)
-	b = append(b, `,"value":`...)
-	b = appendJSONString(b, value)
+	if value != "" { // omitted when empty, as corev1.EnvVar marshals
+		b = append(b, `,"value":`...)
+		b = appendJSONString(b, value)
+	}
 	return append(b, '}')
 }

@@ -84,6 +84,14 @@ func representativeInjectedPod(f Fragment) (*metav1.ObjectMeta, *corev1.PodSpec)
 	}
 	spec.InitContainers = append(spec.InitContainers, f.InitContainers...)
 	spec.Containers = append(spec.Containers, f.Containers...)
-	spec.Volumes = append(spec.Volumes, f.Volumes...)
+	for _, v := range f.Volumes {
+		// The API server defaults a volume without a source to emptyDir
+		// (Istio's template leaves workload-socket and others so); the
+		// evaluator sees the pod as stored.
+		if v.VolumeSource == (corev1.VolumeSource{}) {
+			v.EmptyDir = &corev1.EmptyDirVolumeSource{}
+		}
+		spec.Volumes = append(spec.Volumes, v)
+	}
 	return meta, spec
 }

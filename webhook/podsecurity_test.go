@@ -31,7 +31,7 @@ func TestNamespaceWarnsWhenPodSecurityRefusesTheInjectedPod(t *testing.T) {
 		"baseline refuses the init container's NET_ADMIN and NET_RAW": {
 			labels: map[string]string{revisions.LabelInjection: revisions.InjectionEnabled, LabelPodSecurityEnforce: "baseline"},
 			want: []string{`enforces Pod Security "baseline:latest"`, `non-default capabilities (container "istio-init" must not include "NET_ADMIN", "NET_RAW" in securityContext.capabilities.add)`,
-				"revision 1-22-6", "CNI traffic interception (istio-cni)"},
+				"revision 1-22-6", "trafficInterception: CNI"},
 		},
 		"restricted refuses it too, also for running as root, at the version the namespace pins": {
 			labels: map[string]string{revisions.LabelRev: "canary", LabelPodSecurityEnforce: "restricted", "pod-security.kubernetes.io/enforce-version": "v1.30"},
@@ -150,4 +150,23 @@ func TestPodSecurityProblemsRunsTheWholeStandard(t *testing.T) {
 			assert.Equal(t, tc.want, got.Problems)
 		})
 	}
+}
+
+func TestPodSecurityOfTheCNITemplate(t *testing.T) {
+	inj := newTestInjector(t, &fixedState{})
+	level := func(l string) map[string]string { return map[string]string{LabelPodSecurityEnforce: l} }
+	sidecar, _, err := inj.RenderRevision(context.Background(), v1alpha1.Revision{Name: "1-22-6", Version: "1.22.6", TrafficInterception: v1alpha1.TrafficInterceptionCNI})
+	require.NoError(t, err)
+	got, err := PodSecurityProblems(level("baseline"), sidecar)
+	require.NoError(t, err)
+	assert.Empty(t, got.Problems, "with istio-cni the sidecar passes baseline")
+	got, err = PodSecurityProblems(level("restricted"), sidecar)
+	require.NoError(t, err)
+	assert.Empty(t, got.Problems, "and restricted")
+	classic, _, err := inj.RenderRevision(context.Background(), v1alpha1.Revision{Name: "1-22-6", Version: "1.22.6"})
+	require.NoError(t, err)
+	got, err = PodSecurityProblems(level("baseline"), classic)
+	require.NoError(t, err)
+	assert.NotEmpty(t, got.Problems, "istio-init's NET_ADMIN and NET_RAW fail baseline")
+	assert.Contains(t, strings.Join(got.Problems, "; "), `"istio-init" must not include "NET_ADMIN", "NET_RAW"`)
 }

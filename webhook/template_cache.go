@@ -13,6 +13,7 @@ type templateKey struct {
 	name, version, proxyImage, discovery, templatesCM string
 	// proxy is the revision's ProxySettings, as a string (comparable).
 	proxy string
+	cni   bool
 	text  Templates
 }
 

@@ -7,6 +7,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
+	"slices"
 
 	corev1 "k8s.io/api/core/v1"
 )
@@ -15,8 +16,7 @@ import (
 // the per-pod env vars are spliced in.
 const podEnvSentinel = "__MESHREV_POD_ENV__"
 
-// proxyContainerName is the container that receives the per-pod env vars and,
-// for gateways, the container whose image is replaced.
+// proxyContainerName is the container that receives the per-pod env vars.
 const proxyContainerName = "istio-proxy"
 
 // rendered is one template of one revision, rendered and pre-marshalled.
@@ -31,22 +31,17 @@ type rendered struct {
 	proxyHead     []byte
 	proxyTail     []byte
 	volumeJSON    [][]byte
-	// envJSON/mountJSON are, for the gateway template, the marshalled env vars
-	// and volume mounts of the one container, by name.
-	envJSON   []namedJSON
-	mountJSON []namedJSON
-	imageJSON []byte
-	labels    []kvJSON
-	annots    []kvJSON
+	// securityJSON is the template's pod security context (nil if none).
+	securityJSON []byte
+	// variants caches the per-pod variants of the containers (podcontainers.go).
+	variants variantCache
+	// cni is set when the template injects istio-validation (istio-cni):
+	// the excluded inbound ports annotation then follows the pod's.
+	cni    bool
+	labels []kvJSON
+	annots []kvJSON
 	// names of what is added, for the status annotation
 	initNames, containerNames, volumeNames []string
-}
-
-// namedJSON is a marshalled env var or volume mount and its name, for
-// merging by name into a gateway's container.
-type namedJSON struct {
-	name string
-	json []byte
 }
 
 // kvJSON is a label or annotation with its patch path and value pre-encoded.
@@ -64,7 +59,7 @@ func kv(prefix, key, value string) kvJSON {
 
 // prepare pre-marshals everything the patch needs, so that a request only
 // concatenates bytes.
-func prepare(f *Fragment, gateway bool) (*rendered, error) {
+func prepare(f *Fragment) (*rendered, error) {
 	r := &rendered{frag: *f, proxyIndex: -1}
 	for _, c := range f.InitContainers {
 		b, err := json.Marshal(c)
@@ -76,24 +71,6 @@ func prepare(f *Fragment, gateway bool) (*rendered, error) {
 	}
 	for i, c := range f.Containers {
 		r.containerNames = append(r.containerNames, c.Name)
-		if gateway {
-			for _, e := range c.Env {
-				b, err := json.Marshal(e)
-				if err != nil {
-					return nil, err
-				}
-				r.envJSON = append(r.envJSON, namedJSON{e.Name, b})
-			}
-			for _, m := range c.VolumeMounts {
-				b, err := json.Marshal(m)
-				if err != nil {
-					return nil, err
-				}
-				r.mountJSON = append(r.mountJSON, namedJSON{m.Name, b})
-			}
-			r.imageJSON, _ = json.Marshal(c.Image)
-			continue
-		}
 		if c.Name == proxyContainerName {
 			c.Env = append(c.Env[:len(c.Env):len(c.Env)], corev1.EnvVar{Name: podEnvSentinel})
 			b, err := json.Marshal(c)
@@ -123,6 +100,14 @@ func prepare(f *Fragment, gateway bool) (*rendered, error) {
 		}
 		r.volumeJSON = append(r.volumeJSON, b)
 		r.volumeNames = append(r.volumeNames, v.Name)
+	}
+	r.cni = slices.Contains(r.initNames, validationContainerName)
+	if f.SecurityContext != nil {
+		b, err := json.Marshal(f.SecurityContext)
+		if err != nil {
+			return nil, err
+		}
+		r.securityJSON = b
 	}
 	r.labels = kvs("/metadata/labels/", f.Labels)
 	r.annots = kvs("/metadata/annotations/", f.Annotations)

@@ -47,6 +47,9 @@ type RevisionData struct {
 	Proxy ProxySettings
 	// proxyKey is Proxy's key (the template cache's).
 	proxyKey string
+	// CNI is set when the revision's trafficInterception is CNI: the
+	// template injects istio-validation instead of istio-init.
+	CNI bool
 }
 
 // Fragment is a rendered template: what injection adds to a pod.
@@ -57,11 +60,16 @@ type Fragment struct {
 	Annotations map[string]string `json:"annotations,omitempty"`
 	// InitContainers are put in front of the pod's init containers.
 	InitContainers []corev1.Container `json:"initContainers,omitempty"`
-	// Containers are appended (sidecar) or, for the gateway template, the one
-	// container is applied to the gateway's container.
+	// Containers are appended; a container of the pod with the same name
+	// (a gateway's istio-proxy with image: auto) is merged over it, as
+	// Istio merges it.
 	Containers []corev1.Container `json:"containers,omitempty"`
-	// Volumes are appended.
+	// Volumes are put in front of the pod's.
 	Volumes []corev1.Volume `json:"volumes,omitempty"`
+	// SecurityContext is merged over the pod's security context (its fields
+	// win, as the fields of Istio's template do): the gateway template sets
+	// the sysctl that lets the proxy bind ports below 1024.
+	SecurityContext *corev1.PodSecurityContext `json:"securityContext,omitempty"`
 }
 
 // revisionTemplates is the rendered pair of one revision.
@@ -80,7 +88,7 @@ func (i *Injector) CheckTemplate(rev *v1alpha1.Revision, key, text string) error
 	if key != revisions.TemplateSidecar && key != revisions.TemplateGateway {
 		return fmt.Errorf("no template %q: meshrev has only %q and %q", key, revisions.TemplateSidecar, revisions.TemplateGateway)
 	}
-	_, err := renderTemplate(key, text, i.templateData(i.revisionData(rev)), key == revisions.TemplateGateway)
+	_, err := renderTemplate(key, text, i.templateData(i.revisionData(rev)))
 	return err
 }
 
@@ -114,7 +122,7 @@ func funcMap() template.FuncMap {
 
 // renderTemplate parses, executes and decodes one template into a Fragment,
 // checking what injection relies on.
-func renderTemplate(name, text string, data *TemplateData, gateway bool) (*rendered, error) {
+func renderTemplate(name, text string, data *TemplateData) (*rendered, error) {
 	tmpl, err := template.New(name).Funcs(funcMap()).Option("missingkey=error").Parse(text)
 	if err != nil {
 		return nil, fmt.Errorf("parse %s template: %w", name, err)
@@ -127,17 +135,17 @@ func renderTemplate(name, text string, data *TemplateData, gateway bool) (*rende
 	if err := yaml.UnmarshalStrict(buf.Bytes(), &frag); err != nil {
 		return nil, fmt.Errorf("%s template does not render to initContainers/containers/volumes/labels/annotations: %w", name, err)
 	}
-	if err := checkFragment(name, &frag, gateway); err != nil {
+	if err := checkFragment(name, &frag); err != nil {
 		return nil, err
 	}
-	return prepare(&frag, gateway)
+	return prepare(&frag)
 }
 
 // checkFragment refuses what injection cannot apply correctly: names that
 // are no DNS labels or repeat, a container without image, labels and
 // annotations that are no qualified names or that meshrev sets itself, and a
 // gateway template that is not exactly one container.
-func checkFragment(name string, f *Fragment, gateway bool) error {
+func checkFragment(name string, f *Fragment) error {
 	var errs []string
 	seen := map[string]bool{}
 	check := func(kind, n string) {
@@ -177,11 +185,8 @@ func checkFragment(name string, f *Fragment, gateway bool) error {
 			errs = append(errs, fmt.Sprintf("annotation %q: %s", k, strings.Join(msgs, "; ")))
 		}
 	}
-	if gateway && len(f.Containers) != 1 {
-		errs = append(errs, fmt.Sprintf("the gateway template must have exactly one container (applied to the gateway's container), it has %d", len(f.Containers)))
-	}
-	if !gateway && len(f.Containers) == 0 {
-		errs = append(errs, "the sidecar template adds no container")
+	if len(f.Containers) == 0 {
+		errs = append(errs, fmt.Sprintf("the %s template adds no container", name))
 	}
 	if len(errs) > 0 {
 		return fmt.Errorf("%s template: %s", name, strings.Join(errs, ", "))

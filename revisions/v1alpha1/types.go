@@ -152,7 +152,32 @@ type Revision struct {
 	// watches a control plane for the revision.
 	// +optional
 	ControlPlane *ControlPlane `json:"controlPlane,omitempty"`
+	// TrafficInterception says how the injected pods' traffic is redirected
+	// to istio-proxy. InitContainer (the default) injects istio-init, which
+	// programs iptables itself and so needs NET_ADMIN and NET_RAW.
+	// CNI relies on the istio-cni node agent (installed separately) and
+	// injects, as Istio does with its value pilot.cni.enabled, the
+	// unprivileged istio-validation init container instead and the
+	// traffic.sidecar.istio.io/* annotations the agent reads: the pods then
+	// pass the Pod Security baseline (and, with restricted-conformant apps,
+	// restricted) level.
+	// +kubebuilder:validation:Enum=InitContainer;CNI
+	// +optional
+	TrafficInterception TrafficInterception `json:"trafficInterception,omitempty"`
 }
+
+// TrafficInterception is how a revision's pods get their traffic redirected
+// to istio-proxy.
+type TrafficInterception string
+
+const (
+	// TrafficInterceptionInitContainer injects istio-init (iptables,
+	// NET_ADMIN and NET_RAW).
+	TrafficInterceptionInitContainer TrafficInterception = "InitContainer"
+	// TrafficInterceptionCNI leaves iptables to the istio-cni node agent and
+	// injects istio-validation, with no added capability.
+	TrafficInterceptionCNI TrafficInterception = "CNI"
+)
 
 // ControlPlane says where a revision's control plane comes from: exactly one
 // of image (meshrev writes a bare Deployment and Service), helm (meshrev

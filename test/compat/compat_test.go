@@ -71,8 +71,8 @@ func (r result) rate() float64 {
 }
 
 func TestCompat(t *testing.T) {
-	istio := newIstioInjector(t, revisionName)
-	version := istio.Version
+	istio := map[bool]*istioInjector{false: newIstioInjector(t, revisionName, false), true: newIstioInjector(t, revisionName, true)}
+	version := istio[false].Version
 	if version == "" || version == "latest" {
 		version = "1.31.0"
 	}
@@ -84,28 +84,32 @@ func TestCompat(t *testing.T) {
 		name   string
 		inputs []input
 	}{{"corpus", corpus}, {"generated", gen}}
+	// The sidecar modes, each with istio-init and with istio-cni
+	// (meshrev's trafficInterception: CNI, Istio's pilot.cni.enabled).
 	modes := []struct {
-		name   string
-		native bool
-	}{{"classic", false}, {"native", true}}
+		name        string
+		native, cni bool
+	}{{"classic", false, false}, {"native", true, false}, {"cni-classic", false, true}, {"cni-native", true, true}}
 
 	results := map[string]result{}
 	var cols []string
+	var baseline podSecurityTally
 	for _, mode := range modes {
 		setNativeSidecars(mode.native)
-		meshrev := newMeshrevInjector(t, revisionName, version, mode.native)
+		meshrev := newMeshrevInjector(t, revisionName, version, mode.native, mode.cni)
 		for _, set := range sets {
 			col := set.name + "/" + mode.name
 			cols = append(cols, col)
 			res := result{Aspects: map[string]int{}, ByFeature: map[string][2]int{}}
 			for _, in := range set.inputs {
-				io := istio.inject(t, testNamespace, in.Pod)
+				io := istio[mode.cni].inject(t, testNamespace, in.Pod)
 				mo := meshrevInject(t, meshrev, testNamespace, in.Pod)
 				c, err := compare(io, mo)
 				require.NoError(t, err, "%s (%s)", in.Name, col)
 				if *dump != "" && strings.Contains(in.Name, *dump) {
 					dumpPods(t, in.Name+" "+col, io, mo)
 				}
+				baseline.add(t, mode.cni, in, mo)
 				res.Total++
 				if c.Same {
 					res.Same++
@@ -130,6 +134,7 @@ func TestCompat(t *testing.T) {
 	setNativeSidecars(false)
 
 	report(t, cols, results)
+	baseline.check(t)
 	checkFloors(t, cols, results)
 }
 

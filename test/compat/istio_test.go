@@ -45,13 +45,18 @@ func (w *staticWatcher) Run(<-chan struct{})                           {}
 func (w *staticWatcher) Get() (*inject.Config, string, error)          { return w.cfg, w.values, nil }
 
 // newIstioInjector renders Istio's default charts and starts its webhook for
-// revision rev.
-func newIstioInjector(t testing.TB, rev string) *istioInjector {
+// revision rev; cni enables the istio-cni component (components.cni.enabled,
+// which sets values.pilot.cni.enabled, as Istio's own CNI injection tests do).
+func newIstioInjector(t testing.TB, rev string, cni bool) *istioInjector {
 	t.Helper()
 	for _, s := range istiolog.Scopes() {
 		s.SetOutputLevel(istiolog.NoneLevel)
 	}
-	manifests, _, err := render.GenerateManifest(nil, []string{"profile=empty", "components.pilot.enabled=true"}, false, nil, nil)
+	flags := []string{"profile=empty", "components.pilot.enabled=true"}
+	if cni {
+		flags = append(flags, "components.cni.enabled=true")
+	}
+	manifests, _, err := render.GenerateManifest(nil, flags, false, nil, nil)
 	require.NoError(t, err, "render Istio's default charts")
 	var cfgText, values, meshText string
 	for _, set := range manifests {

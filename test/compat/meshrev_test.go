@@ -30,10 +30,10 @@ func (s meshState) NamespaceLabels(_ context.Context, name string) (map[string]s
 
 // newMeshrevInjector returns meshrev's injector with one stable revision of
 // the given name and version, on its embedded default templates.
-func newMeshrevInjector(t testing.TB, rev, version string, native bool) *webhook.Injector {
+func newMeshrevInjector(t testing.TB, rev, version string, native, cni bool) *webhook.Injector {
 	t.Helper()
 	m := &v1alpha1.Mesh{Spec: v1alpha1.MeshSpec{
-		Revisions: []v1alpha1.Revision{meshrevRevision(rev, version, native)},
+		Revisions: []v1alpha1.Revision{meshrevRevision(rev, version, native, cni)},
 		Stable:    rev,
 	}}
 	m.Name = v1alpha1.MeshName

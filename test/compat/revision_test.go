@@ -8,11 +8,15 @@ import "github.com/meshrev/meshrev/revisions/v1alpha1"
 const istioDiscoveryAddress = "istiod.istio-system.svc:15012"
 
 // meshrevRevision is the revision meshrev injects for the comparison, in
-// the sidecar mode under test.
-func meshrevRevision(name, version string, native bool) v1alpha1.Revision {
+// the sidecar mode and traffic interception under test.
+func meshrevRevision(name, version string, native, cni bool) v1alpha1.Revision {
 	mode := v1alpha1.SidecarModeClassic
 	if native {
 		mode = v1alpha1.SidecarModeNative
 	}
-	return v1alpha1.Revision{Name: name, Version: version, DiscoveryAddress: istioDiscoveryAddress, SidecarMode: mode}
+	ti := v1alpha1.TrafficInterceptionInitContainer
+	if cni {
+		ti = v1alpha1.TrafficInterceptionCNI
+	}
+	return v1alpha1.Revision{Name: name, Version: version, DiscoveryAddress: istioDiscoveryAddress, SidecarMode: mode, TrafficInterception: ti}
 }

@@ -138,6 +138,8 @@ func TestInjectorThroughTheAPIServer(t *testing.T) {
 
 	t.Run("a gateway keeps its container and gets the proxy image", func(t *testing.T) {
 		gw := testPod("ingressgateway", map[string]string{revisions.LabelIstio: "ingressgateway"})
+		// Istio's gateway chart: the annotation chooses the gateway template.
+		gw.Annotations = map[string]string{revisions.AnnotationTemplates: revisions.TemplateGateway}
 		gw.Spec.Containers[0].Name, gw.Spec.Containers[0].Image = "istio-proxy", "auto"
 		p, _, err := createPod(t, enabled, gw)
 		require.NoError(t, err)

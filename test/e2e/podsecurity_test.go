@@ -34,7 +34,7 @@ func TestPodSecurityWarnsWhenTheNamespaceRefusesInjectedPods(t *testing.T) {
 	require.Len(t, ps, 1, "warnings: %q", warnings)
 	assert.Contains(t, ps[0], `enforces Pod Security "baseline:latest"`)
 	assert.Contains(t, ps[0], `non-default capabilities (container "istio-init" must not include "NET_ADMIN", "NET_RAW" in securityContext.capabilities.add)`)
-	assert.Contains(t, ps[0], "CNI traffic interception (istio-cni)")
+	assert.Contains(t, ps[0], "trafficInterception: CNI")
 
 	ci := meshrev(t, bin, "check-inject", "-n", ns).ok(t)
 	assert.Contains(t, ci.stdout, "revision:   1-22-6")
