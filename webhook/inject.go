@@ -603,6 +603,11 @@ func (i *Injector) render(rd RevisionData, text Templates) (*revisionTemplates, 
 	if err != nil {
 		return nil, fmt.Errorf("revision %s: %w", rd.Name, err)
 	}
+	base, err := newProxyConfigBase(rd.Proxy.DefaultConfig, rd.DiscoveryAddress)
+	if err != nil {
+		return nil, fmt.Errorf("revision %s: %w", rd.Name, err)
+	}
+	s.proxyConfig, g.proxyConfig = base, base
 	return &revisionTemplates{sidecar: s, gateway: g}, nil
 }
 

@@ -293,7 +293,7 @@ func buildPatch(p *podIn, prev *revisions.InjectionStatus, r *rendered, rev stri
 		// is read from the overrides annotation, as Istio re-inserts it.
 		envApps = append(slices.Clip(apps), &containerIn{Name: proxyContainerName, Ports: own.container.Ports})
 	}
-	podEnv, hold, err := perPodEnv(p, envApps, dm)
+	podEnv, hold, err := perPodEnv(p, envApps, dm, r.proxyConfig)
 	if err != nil {
 		return nil, err
 	}
@@ -617,9 +617,9 @@ func (e *conflictError) Error() string { return e.msg }
 
 // perPodEnv builds the env vars the injector computes for each pod, as
 // Istio's template does: app containers, their ports, the workload and its
-// owner, the pod's ProxyConfig; hold says whether that ProxyConfig holds
+// owner, the pod's ProxyConfig over the revision's base; hold says whether that ProxyConfig holds
 // the application until the proxy starts.
-func perPodEnv(p *podIn, apps []*containerIn, dm deployMeta) (env [][]byte, hold bool, err error) {
+func perPodEnv(p *podIn, apps []*containerIn, dm deployMeta, base *proxyConfigBase) (env [][]byte, hold bool, err error) {
 	names := make([]string, 0, len(apps))
 	var ports []corev1.ContainerPort
 	for _, c := range apps {
@@ -642,7 +642,7 @@ func perPodEnv(p *podIn, apps []*containerIn, dm deployMeta) (env [][]byte, hold
 	if o := ownerEnv(dm, p.Metadata.Namespace); o != nil {
 		env = append(env, o)
 	}
-	pc, hold, err := proxyConfig(p.Metadata.Annotations)
+	pc, hold, err := proxyConfig(base, p.Metadata.Annotations)
 	if err != nil {
 		return nil, false, err
 	}

@@ -6,8 +6,6 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
-
-	"sigs.k8s.io/yaml"
 )
 
 // Per-pod metadata, computed as Istio's injection template and injector
@@ -101,32 +99,6 @@ func firstNonEmpty(s ...string) string {
 		}
 	}
 	return ""
-}
-
-// proxyConfig is the pod's proxy.istio.io/config as the JSON PROXY_CONFIG
-// carries ("{}" without one), and whether it asks the application to wait
-// for the proxy. A value that is not a YAML mapping refuses the pod, as
-// Istio's injector does.
-func proxyConfig(annots map[string]string) (env []byte, hold bool, err error) {
-	v, ok := annots[annotationProxyConfig]
-	if !ok || strings.TrimSpace(v) == "" {
-		return envVar("PROXY_CONFIG", "{}"), false, nil
-	}
-	var m map[string]any
-	if err := yaml.Unmarshal([]byte(v), &m); err != nil {
-		return nil, false, &conflictError{fmt.Sprintf("annotation %s is not a ProxyConfig: %v", annotationProxyConfig, err)}
-	}
-	if m == nil {
-		m = map[string]any{}
-	}
-	if h, ok := m["holdApplicationUntilProxyStarts"].(bool); ok {
-		hold = h
-	}
-	b, err := json.Marshal(m)
-	if err != nil {
-		return nil, false, &conflictError{fmt.Sprintf("annotation %s is not a ProxyConfig: %v", annotationProxyConfig, err)}
-	}
-	return envVar("PROXY_CONFIG", string(b)), hold, nil
 }
 
 // sanitizeKey maps an annotation key to a Prometheus label name, as Istio

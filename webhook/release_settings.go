@@ -58,6 +58,9 @@ type ProxySettings struct {
 	// ProxyMetadata are env vars of istio-proxy and istio-init, the mesh
 	// config's defaultConfig.proxyMetadata.
 	ProxyMetadata map[string]string `json:"proxyMetadata,omitempty"`
+	// DefaultConfig is the mesh config's defaultConfig as written: the base
+	// of PROXY_CONFIG (proxyconfig.go).
+	DefaultConfig map[string]any `json:"defaultConfig,omitempty"`
 }
 
 // DefaultProxySettings are Istio's chart defaults (values.yaml of the istiod
@@ -217,6 +220,15 @@ func ReleaseFromConfig(values, mesh string) (r Release, err error) {
 		}
 		if len(m.DefaultConfig.ProxyMetadata) > 0 {
 			r.Proxy.ProxyMetadata = maps.Clone(m.DefaultConfig.ProxyMetadata)
+		}
+		var raw struct {
+			DefaultConfig map[string]any `json:"defaultConfig"`
+		}
+		if err := yaml.Unmarshal([]byte(mesh), &raw); err != nil {
+			return Release{}, fmt.Errorf("mesh config is not YAML: %w", err)
+		}
+		if len(raw.DefaultConfig) > 0 {
+			r.Proxy.DefaultConfig = raw.DefaultConfig
 		}
 	}
 	return r, nil

@@ -76,7 +76,11 @@ func TestReleaseFromConfig(t *testing.T) {
 			values: `{"global":{"hub":"docker.io/istio","tag":"1.23.6","proxy":{"image":"proxyv2","logLevel":"warning","componentLogLevel":"misc:error","privileged":false,
 				"resources":{"requests":{"cpu":"100m","memory":"128Mi"},"limits":{"cpu":"2000m","memory":"1024Mi"}}}}}`,
 			mesh: "defaultConfig:\n  discoveryAddress: istiod-1-23-6.istio-system.svc:15012\n",
-			want: Release{Image: "docker.io/istio/proxyv2:1.23.6", Proxy: DefaultProxySettings()},
+			want: Release{Image: "docker.io/istio/proxyv2:1.23.6", Proxy: func() ProxySettings {
+				p := DefaultProxySettings()
+				p.DefaultConfig = map[string]any{"discoveryAddress": "istiod-1-23-6.istio-system.svc:15012"}
+				return p
+			}()},
 		},
 		"global.proxy values of the release reach the sidecar": {
 			values: `{"global":{"proxy":{"logLevel":"debug","componentLogLevel":"misc:info","privileged":true,
@@ -88,6 +92,7 @@ func TestReleaseFromConfig(t *testing.T) {
 			want: Release{Proxy: func() ProxySettings {
 				p := DefaultProxySettings()
 				p.ProxyMetadata = map[string]string{"ISTIO_META_DNS_CAPTURE": "true", "ISTIO_META_DNS_AUTO_ALLOCATE": "true"}
+				p.DefaultConfig = map[string]any{"proxyMetadata": map[string]any{"ISTIO_META_DNS_CAPTURE": "true", "ISTIO_META_DNS_AUTO_ALLOCATE": "true"}}
 				return p
 			}()},
 		},

@@ -37,9 +37,12 @@ type rendered struct {
 	variants variantCache
 	// cni is set when the template injects istio-validation (istio-cni):
 	// the excluded inbound ports annotation then follows the pod's.
-	cni    bool
-	labels []kvJSON
-	annots []kvJSON
+	cni bool
+	// proxyConfig is the revision's PROXY_CONFIG before the pod's
+	// annotation (nil outside a revision's injection: Istio's defaults).
+	proxyConfig *proxyConfigBase
+	labels      []kvJSON
+	annots      []kvJSON
 	// names of what is added, for the status annotation
 	initNames, containerNames, volumeNames []string
 }
