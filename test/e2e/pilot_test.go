@@ -430,6 +430,15 @@ func compareSidecars(t *testing.T, meshrev, istiod *corev1.Pod, rev string) {
 	require.NoError(t, json.Unmarshal([]byte(meshrev.Annotations["sidecar.istio.io/status"]), &ms))
 	require.NoError(t, json.Unmarshal([]byte(istiod.Annotations["sidecar.istio.io/status"]), &is))
 	assert.Equal(t, rev, is.Revision, "istiod injects as revision %s", rev)
+	// A null list is an empty one (Istio writes null for no containers,
+	// meshrev []; COMPAT.md's normalisation).
+	for _, st := range []*status{&ms, &is} {
+		for _, l := range []*[]string{&st.Containers, &st.InitContainers, &st.Volumes} {
+			if *l == nil {
+				*l = []string{}
+			}
+		}
+	}
 	assert.Equal(t, is, ms, "sidecar.istio.io/status")
 }
 
