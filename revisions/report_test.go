@@ -196,10 +196,12 @@ func TestRunningRevision(t *testing.T) {
 			labels: map[string]string{LabelRevision: "9-9-9"}, annotations: map[string]string{AnnotationStatus: statusOf("1-22-6")}, containers: classic,
 		},
 		"a native sidecar (istio-proxy among the init containers) runs the revision": {
-			labels: map[string]string{LabelRevision: "1-22-6"}, annotations: map[string]string{AnnotationStatus: `{"revision":"1-22-6","containers":[],"initContainers":["istio-init","istio-proxy"]}`}, want: "1-22-6",
+			labels: map[string]string{LabelRevision: "1-22-6"}, annotations: map[string]string{AnnotationStatus: `{"revision":"1-22-6","containers":[],"initContainers":["istio-init","istio-proxy"]}`},
+			containers: []string{"istio-init", "istio-proxy", "app"}, want: "1-22-6",
 		},
 		"a status that lists only istio-init runs nothing": {
 			labels: map[string]string{LabelRevision: "1-22-6"}, annotations: map[string]string{AnnotationStatus: `{"revision":"1-22-6","containers":[],"initContainers":["istio-init"]}`},
+			containers: []string{"istio-init", "app"},
 		},
 		"a status that lists no container runs nothing": {
 			labels: injected, annotations: map[string]string{AnnotationStatus: `{"revision":"1-22-6","containers":[]}`}, containers: classic,
