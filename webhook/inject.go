@@ -603,7 +603,7 @@ func (i *Injector) render(rd RevisionData, text Templates) (*revisionTemplates, 
 	if err != nil {
 		return nil, fmt.Errorf("revision %s: %w", rd.Name, err)
 	}
-	base, err := newProxyConfigBase(rd.Proxy.DefaultConfig, rd.DiscoveryAddress)
+	base, err := newProxyConfigBase(rd.Proxy.DefaultConfig, rd.DiscoveryAddress, rd.Proxy.HoldApplicationUntilProxyStarts)
 	if err != nil {
 		return nil, fmt.Errorf("revision %s: %w", rd.Name, err)
 	}

@@ -41,11 +41,15 @@ type proxyConfigBase struct {
 	fields map[string]any
 	env    []byte
 	hold   bool
+	// valuesHold is global.proxy.holdApplicationUntilProxyStarts of the
+	// release: it holds every pod, whatever the pod's annotation says.
+	valuesHold bool
 }
 
 // newProxyConfigBase builds the base from the release's mesh defaultConfig
-// (nil without a release) and the revision's discovery address.
-func newProxyConfigBase(defaultConfig map[string]any, discoveryAddress string) (*proxyConfigBase, error) {
+// (nil without a release), the revision's discovery address and the
+// release's global.proxy.holdApplicationUntilProxyStarts.
+func newProxyConfigBase(defaultConfig map[string]any, discoveryAddress string, valuesHold bool) (*proxyConfigBase, error) {
 	fields := deepCopyJSON(defaultConfig)
 	if fields == nil {
 		fields = map[string]any{}
@@ -58,7 +62,7 @@ func newProxyConfigBase(defaultConfig map[string]any, discoveryAddress string) (
 		return nil, fmt.Errorf("mesh defaultConfig: %w", err)
 	}
 	hold, _ := fields["holdApplicationUntilProxyStarts"].(bool)
-	return &proxyConfigBase{fields: fields, env: envVar("PROXY_CONFIG", string(b)), hold: hold}, nil
+	return &proxyConfigBase{fields: fields, env: envVar("PROXY_CONFIG", string(b)), hold: hold || valuesHold, valuesHold: valuesHold}, nil
 }
 
 // emptyProxyConfig is the base of a template rendered outside a revision's
@@ -82,6 +86,7 @@ func proxyConfig(base *proxyConfigBase, annots map[string]string) (env []byte, h
 	}
 	merged := mergeJSON(deepCopyJSON(base.fields), pod)
 	hold, _ = merged["holdApplicationUntilProxyStarts"].(bool)
+	hold = hold || base.valuesHold
 	b, err := json.Marshal(cleanProxyConfig(merged))
 	if err != nil {
 		return nil, false, &conflictError{fmt.Sprintf("annotation %s is not a ProxyConfig: %v", annotationProxyConfig, err)}

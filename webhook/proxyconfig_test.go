@@ -15,6 +15,7 @@ func TestProxyConfig(t *testing.T) {
 		discovery     string
 		annotation    string
 		want          string
+		valuesHold    bool
 		wantHold      bool
 		wantErr       string
 	}{
@@ -56,13 +57,20 @@ func TestProxyConfig(t *testing.T) {
 			annotation:    "holdApplicationUntilProxyStarts: false",
 			want:          `{"holdApplicationUntilProxyStarts":false}`,
 		},
+		"the release's global.proxy hold holds every pod, as Istio ORs the two": {
+			discovery: "istiod.istio-system.svc:15012", valuesHold: true, annotation: "holdApplicationUntilProxyStarts: false",
+			want: `{"holdApplicationUntilProxyStarts":false}`, wantHold: true,
+		},
+		"the release's global.proxy hold leaves PROXY_CONFIG as it is": {
+			discovery: "istiod.istio-system.svc:15012", valuesHold: true, want: `{}`, wantHold: true,
+		},
 		"an annotation that is not a mapping refuses the pod": {
 			discovery: revAddr, annotation: "[1, 2", wantErr: "is not a ProxyConfig",
 		},
 	}
 	for name, c := range cases {
 		t.Run(name, func(t *testing.T) {
-			base, err := newProxyConfigBase(c.defaultConfig, c.discovery)
+			base, err := newProxyConfigBase(c.defaultConfig, c.discovery, c.valuesHold)
 			require.NoError(t, err)
 			annots := map[string]string{}
 			if c.annotation != "" {
@@ -85,7 +93,7 @@ func TestProxyConfig(t *testing.T) {
 }
 
 func TestProxyConfigLeavesTheBaseAsItWas(t *testing.T) {
-	base, err := newProxyConfigBase(map[string]any{"proxyMetadata": map[string]any{"A": "1"}}, "istiod.istio-system.svc:15012")
+	base, err := newProxyConfigBase(map[string]any{"proxyMetadata": map[string]any{"A": "1"}}, "istiod.istio-system.svc:15012", false)
 	require.NoError(t, err)
 	_, _, err = proxyConfig(base, map[string]string{annotationProxyConfig: "proxyMetadata:\n  B: \"2\"\n"})
 	require.NoError(t, err)

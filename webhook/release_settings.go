@@ -53,6 +53,10 @@ type ProxySettings struct {
 	// Privileged runs istio-proxy and istio-init privileged, with privilege
 	// escalation, global.proxy.privileged.
 	Privileged bool `json:"privileged"`
+	// HoldApplicationUntilProxyStarts starts istio-proxy before the app
+	// containers in every pod, global.proxy.holdApplicationUntilProxyStarts
+	// (Istio ORs it with the ProxyConfig's field).
+	HoldApplicationUntilProxyStarts bool `json:"holdApplicationUntilProxyStarts,omitempty"`
 	// Resources of istio-proxy and istio-init, global.proxy.resources.
 	Resources corev1.ResourceRequirements `json:"resources"`
 	// ProxyMetadata are env vars of istio-proxy and istio-init, the mesh
@@ -172,6 +176,7 @@ type injectionValues struct {
 			LogLevel          string                       `json:"logLevel"`
 			ComponentLogLevel string                       `json:"componentLogLevel"`
 			Privileged        *bool                        `json:"privileged"`
+			Hold              *bool                        `json:"holdApplicationUntilProxyStarts"`
 			Resources         *corev1.ResourceRequirements `json:"resources"`
 		} `json:"proxy"`
 	} `json:"global"`
@@ -206,6 +211,9 @@ func ReleaseFromConfig(values, mesh string) (r Release, err error) {
 		}
 		if p.Privileged != nil {
 			r.Proxy.Privileged = *p.Privileged
+		}
+		if p.Hold != nil {
+			r.Proxy.HoldApplicationUntilProxyStarts = *p.Hold
 		}
 		if p.Resources != nil {
 			// As Istio's template: the values' resources as they are

@@ -96,6 +96,14 @@ func TestReleaseFromConfig(t *testing.T) {
 				return p
 			}()},
 		},
+		"global.proxy.holdApplicationUntilProxyStarts of the release holds the pods": {
+			values: `{"global":{"proxy":{"holdApplicationUntilProxyStarts":true}}}`,
+			want: Release{Proxy: func() ProxySettings {
+				p := DefaultProxySettings()
+				p.HoldApplicationUntilProxyStarts = true
+				return p
+			}()},
+		},
 		"injection values that are not JSON are an error": {values: `{`, wantErr: "injection values are not JSON"},
 		"a mesh config that is not YAML is an error":      {mesh: "defaultConfig: [", wantErr: "mesh config is not YAML"},
 	}
@@ -124,7 +132,7 @@ func (m releaseMap) Settings(_ context.Context, rev string) (Release, bool, erro
 }
 
 func TestInjectionFollowsTheRevisionsRelease(t *testing.T) {
-	rel, err := ReleaseFromConfig(`{"global":{"hub":"mirror.example/istio","tag":"1.23.6","proxy":{"logLevel":"debug","privileged":true,
+	rel, err := ReleaseFromConfig(`{"global":{"hub":"mirror.example/istio","tag":"1.23.6","proxy":{"logLevel":"debug","privileged":true,"holdApplicationUntilProxyStarts":true,
 		"resources":{"requests":{"cpu":"50m","memory":"64Mi"},"limits":{"cpu":"1","memory":"512Mi"}}}}}`,
 		"defaultConfig:\n  proxyMetadata:\n    ISTIO_META_DNS_CAPTURE: \"true\"\n")
 	require.NoError(t, err)
@@ -136,14 +144,15 @@ func TestInjectionFollowsTheRevisionsRelease(t *testing.T) {
 		wantCPU        string
 		wantPrivileged bool
 		wantDNSCapture bool
+		wantHold       bool
 	}{
 		"a helm revision's sidecar follows its release": {
 			rev:       v1alpha1.Revision{Name: "1-23-6", Version: "1.23.6", ControlPlane: helm},
-			wantImage: "mirror.example/istio/proxyv2:1.23.6", wantLogLevel: "debug", wantCPU: "50m", wantPrivileged: true, wantDNSCapture: true,
+			wantImage: "mirror.example/istio/proxyv2:1.23.6", wantLogLevel: "debug", wantCPU: "50m", wantPrivileged: true, wantDNSCapture: true, wantHold: true,
 		},
 		"the revision's own proxyImage wins over the release's; the rest follows the release": {
 			rev:       v1alpha1.Revision{Name: "1-23-6", Version: "1.23.6", ProxyImage: "own.example/proxyv2:1.23.6", ControlPlane: helm},
-			wantImage: "own.example/proxyv2:1.23.6", wantLogLevel: "debug", wantCPU: "50m", wantPrivileged: true, wantDNSCapture: true,
+			wantImage: "own.example/proxyv2:1.23.6", wantLogLevel: "debug", wantCPU: "50m", wantPrivileged: true, wantDNSCapture: true, wantHold: true,
 		},
 		"an image control plane has no release: Istio's chart defaults": {
 			rev:       v1alpha1.Revision{Name: "1-23-6", Version: "1.23.6", ControlPlane: &v1alpha1.ControlPlane{Image: "docker.io/istio/pilot:1.23.6"}},
@@ -181,6 +190,10 @@ func TestInjectionFollowsTheRevisionsRelease(t *testing.T) {
 				assert.Equal(t, c.wantDNSCapture, slices.Contains(ctr.Env, corev1.EnvVar{Name: "ISTIO_META_DNS_CAPTURE", Value: "true"}), "%s env %v", ctr.Name, ctr.Env)
 			}
 			assert.Contains(t, proxy.Args, "--proxyLogLevel="+c.wantLogLevel)
+			// global.proxy.holdApplicationUntilProxyStarts: the proxy first,
+			// started before the app (pilot-agent wait).
+			assert.Equal(t, c.wantHold, pod.Spec.Containers[0].Name == "istio-proxy", "istio-proxy first")
+			assert.Equal(t, c.wantHold, proxy.Lifecycle != nil && proxy.Lifecycle.PostStart != nil, "postStart pilot-agent wait")
 		})
 	}
 }
