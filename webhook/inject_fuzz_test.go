@@ -29,6 +29,10 @@ func FuzzServeInject(f *testing.F) {
 	f.Add([]byte(`{"metadata":{"name":"p","annotations":{"proxy.istio.io/config":"holdApplicationUntilProxyStarts: true","sidecar.istio.io/interceptionMode":"TPROXY","sidecar.istio.io/userVolume":"{\"c\":{\"emptyDir\":{}}}","sidecar.istio.io/userVolumeMount":"{\"c\":{\"mountPath\":\"/c\"}}"}},"spec":{"containers":[{"name":"app","image":"a"},{"name":"istio-proxy","image":"auto","securityContext":{"runAsUser":1500},"env":[{"name":"X","value":"1"}]}]}}`), uint8(1), uint8(0))
 	f.Add([]byte(`{"metadata":{"name":"p","annotations":{"traffic.sidecar.istio.io/includeOutboundIPRanges":"10.0.0.0/33","status.sidecar.istio.io/port":"abc"}},"spec":{"containers":[{"name":"app","image":"a"}]}}`), uint8(1), uint8(0))
 	f.Add([]byte(`{"metadata":{"name":"p","annotations":{"sidecar.istio.io/status":"{\"initContainers\":[\"istio-init\"],\"containers\":[\"istio-proxy\"],\"volumes\":[\"istio-envoy\"],\"imagePullSecrets\":null,\"revision\":\"default\"}","prometheus.io/port":"15020","proxy.istio.io/overrides":"{\"containers\":[{\"name\":\"istio-proxy\",\"resources\":{}}]}"}},"spec":{"initContainers":[{"name":"istio-init","image":"proxyv2"}],"containers":[{"name":"app","image":"a","readinessProbe":{"httpGet":{"path":"/app-health/app/readyz","port":15020}}},{"name":"istio-proxy","image":"proxyv2","env":[{"name":"ISTIO_KUBE_APP_PROBERS","value":"{\"/app-health/app/readyz\":{\"httpGet\":{\"path\":\"/r\",\"port\":8080}}}"}]}],"volumes":[{"name":"istio-envoy","emptyDir":{}}]}}`), uint8(1), uint8(0))
+	// The pod's own istio-init (merged, not refused), on the stable
+	// revision (istio-init) and on the canary (istio-cni: istio-validation).
+	f.Add([]byte(`{"metadata":{"name":"p"},"spec":{"initContainers":[{"name":"setup","image":"s"},{"name":"istio-init","image":"auto","args":["-p","15001"]}],"containers":[{"name":"app","image":"a","ports":[{"containerPort":8080}]}]}}`), uint8(1), uint8(0))
+	f.Add([]byte(`{"metadata":{"name":"p"},"spec":{"initContainers":[{"name":"setup","image":"s"},{"name":"istio-init","image":"auto","args":["-p","15001"]}],"containers":[{"name":"app","image":"a","ports":[{"containerPort":8080}]}]}}`), uint8(8), uint8(0))
 	state := &fixedState{}
 	inj := newTestInjector(f, state)
 	f.Fuzz(func(t *testing.T, pod []byte, nsBits, podBits uint8) {
@@ -107,6 +111,9 @@ func fuzzState(bits uint8) (*v1alpha1.Mesh, map[string]map[string]string) {
 		labels["istio.io/rev"] = v
 	}
 	spec := stableCanary()
+	// The canary intercepts with istio-cni (istio-validation), so a pod of
+	// a namespace on the canary takes the CNI paths.
+	spec.Revisions[1].TrafficInterception = v1alpha1.TrafficInterceptionCNI
 	if bits&16 != 0 {
 		spec.UnknownRevisionPolicy = v1alpha1.UnknownRevisionDeny
 	}

@@ -448,7 +448,7 @@ func buildPatch(p *podIn, prev *revisions.InjectionStatus, r *rendered, rev stri
 	if r.cni {
 		// istio-cni reads the excluded inbound ports from the annotation:
 		// Istio's template writes the pod's own with the status port added.
-		annots, promSet = cniExcludeInbound(p.Metadata.Annotations, annots, promSet)
+		annots, promSet = cniExcludeInbound(p.Metadata.Annotations, prevA, annots, promSet)
 	}
 	if app := firstApp(apps); app != "" {
 		annots = append(annots[:len(annots):len(annots)], kv(annotationsPrefix, annotationDefaultLogs, app), kv(annotationsPrefix, defaultContainerAnnotation, app))
@@ -762,10 +762,15 @@ func orEmpty(s []string) []string {
 // cniExcludeInbound gives the excluded inbound ports annotation of a pod
 // injected for istio-cni its per-pod value (Istio's excludeInboundPort of
 // the status port and the pod's own list): in annots (set by injection) when
-// the pod has none, in force (set over the pod's own) when it differs.
-func cniExcludeInbound(a map[string]string, annots, force []kvJSON) ([]kvJSON, []kvJSON) {
+// the pod has none, in force (set over the pod's own) when it differs. On
+// re-invocation, a value an earlier injection set (listed in prevA) is not
+// the pod's own.
+func cniExcludeInbound(a map[string]string, prevA []string, annots, force []kvJSON) ([]kvJSON, []kvJSON) {
 	_, hasStatus := a[annotationStatusPort]
 	own, hasOwn := a[annExcludeInbound]
+	if hasOwn && slices.Contains(prevA, annExcludeInbound) {
+		own, hasOwn = "", false
+	}
 	if !hasStatus && !hasOwn {
 		return annots, force // the template's value is the pod's
 	}
