@@ -151,9 +151,14 @@
     if (d.to) action.to = d.to;
     if (d.workload) action.workloads = [d.workload];
     if (d.gateways) action.gateways = true;
-    if (d.confirm && !(await confirmStep(d.confirm))) {
-      status.textContent = "Cancelled: " + d.step;
-      return;
+    if (d.confirm) {
+      // Said at once, so that nothing reads the last step's outcome while
+      // the dialog is open or closing.
+      if (!busy) status.textContent = "Waiting for confirmation: " + d.step + "…";
+      if (!(await confirmStep(d.confirm))) {
+        status.textContent = "Cancelled: " + d.step;
+        return;
+      }
     }
     run(action, b);
   });
